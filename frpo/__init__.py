@@ -1,4 +1,4 @@
-"""frpo: a reproducibility package for FRPO (Fine-tuning Robust Policy Optimization, arXiv 2602.08813).
+"""frpo: reproducibility package for FRPO (Fine-tuning Robust Policy Optimization, 2602.08813).
 
 Layers (each imports only from layers above it; see shared DESIGN):
     losses      the FRPO objective (Eq. 4.1-4.3) in pure torch
