@@ -293,8 +293,9 @@ def entropic_advantages(rewards: torch.Tensor, lam: float, jackknife: bool = Tru
         c_i = softmax(-A/lam)_i                                              (plain)
         c_i = G w_i/S - (G-1)/G sum_{j != i} w_i/(S - w_j),  w = e^{-A/lam}   (jackknife).
 
-    sum_i c_i = 1 in both cases (each softmax sums to one), so sum_i Ahat_i = 0; as lam -> inf,
-    c_i -> 1/G - A_i/(G lam) and Ahat_i -> A_i, the GRPO advantage.
+    sum_i c_i = 1 in both cases (each softmax sums to one), so sum_i Ahat_i = 0. As lam -> inf,
+    plain: c_i -> 1/G - A_i/(G lam) and Ahat_i -> A_i, the GRPO advantage; jackknife: the
+    second-order (variance) term becomes the unbiased variance, and Ahat_i -> G/(G-1) A_i.
     """
     _check_lam_eps(lam)
     if rewards.dim() != 2:
