@@ -1,0 +1,112 @@
+"""Pieces every training runner shares: starting model, trainer arguments, saving, curves."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+from frpo.stages.rundir import write_json
+
+MODEL_DIR = "model"
+
+
+def model_path_of(spec, profile: str) -> str:
+    """The model a run starts from: its parent's saved model (running the parent first when it
+    is not complete), or the source's base model (pi_ref)."""
+    from frpo.stages.sources import open_source
+
+    if spec is None:
+        raise ValueError("model_path_of needs a spec")
+    if spec.parent is None:
+        return open_source(spec.source).base_model_path()
+    from frpo.stages.sweep import run_stage
+
+    return str(run_stage(spec.parent, profile) / MODEL_DIR)
+
+
+def trainer_kwargs(spec, out_dir: Path) -> dict:
+    """TrainingArguments shared by the RL and SFT runners (CPU-safe, no checkpoints, no hub)."""
+    import torch
+
+    kw = dict(
+        output_dir=str(out_dir),
+        learning_rate=spec.lr,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        gradient_checkpointing=False,
+        disable_tqdm=False,
+    )
+    if not torch.cuda.is_available():
+        kw["use_cpu"] = True
+    return kw
+
+
+def lora_config(rank: int, alpha: int):
+    """A LoRA adapter on every linear layer (None for rank 0: full fine-tuning)."""
+    if rank <= 0:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=rank, lora_alpha=alpha or rank, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+
+
+def save_model(model, tokenizer, run_dir: Path) -> Path:
+    """Save the (LoRA-merged) model and tokenizer to ``run_dir/model``."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    out = Path(run_dir) / MODEL_DIR
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def save_curves(log_history: list[dict], run_dir: Path, name: str = "curves") -> None:
+    """TRL's log history as ``<name>.json`` (verbatim) and ``<name>.csv`` (one row per log)."""
+    run_dir = Path(run_dir)
+    write_json(run_dir / f"{name}.json", log_history)
+    write_rows(log_history, run_dir / f"{name}.csv")
+
+
+def write_rows(rows: list[dict], path: Path) -> None:
+    """Rows of dicts as CSV, the columns the union of keys in first-seen order."""
+    cols: list[str] = []
+    for row in rows:
+        cols += [k for k in row if k not in cols]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k)) for k in cols})
+
+
+def _cell(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict | list):
+        return json.dumps(v)
+    return v
+
+
+def last_logged(log_history: list[dict]) -> dict:
+    """The last logged value of every numeric key (train summary rows included)."""
+    out: dict = {}
+    for row in log_history:
+        for k, v in row.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[k] = float(v)
+    return out
+
+
+def drop_trainer_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

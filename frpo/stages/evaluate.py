@@ -1,0 +1,138 @@
+"""Evaluation runner: fixed held-out prompt sets, sampled and greedy metrics, KL to base.
+
+``run_eval(spec, profile) -> Path`` evaluates the model of ``spec.model`` (a finished run, run
+first if needed) or the base model, on the first ``n_prompts`` test prompts of each task (the same
+prompts for every model; never resampled). Metrics (``metrics.json``), per task ``<t>``:
+
+- ``frpo/eval/<t>/reward`` (+ ``/<reward fn>``): mean reward of ``n_samples`` sampled answers per
+  prompt (the safety reward for ``safety``; sampling seed = ``spec.seed``);
+- ``frpo/eval/<t>/<judge>``: mean judge score on greedy answers, for every judge of the source;
+  when the data has a boolean ``harmful`` column, judges are reported on the harmful and the
+  harmless prompts separately (``.../harmful/<judge>``, ``.../harmless/<judge>``), and the
+  paper's headline numbers are named: ``refusal_rate`` (a refusal judge on harmful prompts),
+  ``over_refusal_rate`` (on harmless prompts), ``harmfulness`` (a harmfulness judge on harmful);
+- ``.../undecided/<judge>``: how many pairs a judge could not decide (nan scores);
+- ``frpo/eval/kl_base``: per-token KL(model || base) on the sampled answers of every task;
+- ``frpo/exact/...``: the world's exact safety metrics, when it has them.
+
+Greedy and sampled answers are saved to ``completions.jsonl``.
+
+CLI: ``python -m frpo.stages.evaluate --spec spec.json [--profile toy]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from frpo.judges.base import count_undecided
+from frpo.stages.common import MODEL_DIR
+from frpo.stages.rundir import run_once
+from frpo.stages.sampling import Samples, kl_to, sample, score
+from frpo.stages.sources import check_tasks, load_model, load_tokenizer, open_source
+from frpo.stages.spec import EvalSpec
+from frpo.stages.tracking import exact_metrics
+
+HARMFUL_COLUMN = "harmful"
+
+
+def _mean(xs) -> float:
+    good = [x for x in xs if not math.isnan(x)]
+    return sum(good) / len(good) if good else float("nan")
+
+
+def judge_metrics(judges: dict, prompts, texts, harmful, prefix: str) -> dict[str, float]:
+    """Mean score per judge on greedy answers (split by ``harmful`` when it is not None)."""
+    out: dict[str, float] = {}
+    users = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
+    for name, judge in judges.items():
+        scores = [float(s) for s in judge(users, texts)]
+        out[f"{prefix}/undecided/{name}"] = count_undecided(scores)
+        if harmful is None:
+            out[f"{prefix}/{name}"] = _mean(scores)
+            continue
+        on_harm = [s for s, h in zip(scores, harmful, strict=True) if h]
+        on_safe = [s for s, h in zip(scores, harmful, strict=True) if not h]
+        out[f"{prefix}/harmful/{name}"] = _mean(on_harm)
+        out[f"{prefix}/harmless/{name}"] = _mean(on_safe)
+        if judge.kind == "refusal":
+            out.setdefault(f"{prefix}/refusal_rate", _mean(on_harm))
+            out.setdefault(f"{prefix}/over_refusal_rate", _mean(on_safe))
+        if judge.kind == "harmfulness":
+            out.setdefault(f"{prefix}/harmfulness", _mean(on_harm))
+    return out
+
+
+def evaluate_model(backend, model, base, tokenizer, spec: EvalSpec, log=None) -> dict[str, float]:
+    """All metrics of ``model`` (see the module docstring); ``log`` collects completions."""
+    metrics: dict[str, float] = {}
+    judges = backend.judges()
+    ids_p, ids_c = [], []
+    for task in spec.tasks:
+        data = backend.dataset(task, "test", spec.n_prompts)
+        prefix = f"frpo/eval/{task}"
+        rep = data.select([i for i in range(len(data)) for _ in range(spec.n_samples)])
+        sampled = sample(model, tokenizer, rep["prompt"], spec.max_new_tokens, seed=spec.seed)
+        for name, value in score(backend.reward_funcs(task), rep, sampled).items():
+            metrics[prefix + "/reward" + ("" if name == "total" else f"/{name}")] = value
+        ids_p += sampled.prompt_ids
+        ids_c += sampled.completion_ids
+        greedy = sample(model, tokenizer, data["prompt"], spec.max_new_tokens, greedy=True)
+        harmful = data[HARMFUL_COLUMN] if HARMFUL_COLUMN in data.column_names else None
+        metrics.update(judge_metrics(judges, data["prompt"], greedy.texts, harmful, prefix))
+        if task == "safety":
+            metrics.update(exact_metrics(backend, model, data["prompt"]))
+        if log is not None:
+            for i, p in enumerate(data["prompt"]):
+                log.append(
+                    {
+                        "task": task,
+                        "prompt": p,
+                        "greedy": greedy.texts[i],
+                        "sampled": sampled.texts[i * spec.n_samples : (i + 1) * spec.n_samples],
+                    }
+                )
+    metrics["frpo/eval/kl_base"] = kl_to(model, base, Samples(ids_p, ids_c, []))
+    return metrics
+
+
+def model_dir(spec: EvalSpec, profile: str) -> str:
+    if spec.model is None:
+        return open_source(spec.source).base_model_path()
+    from frpo.stages.sweep import run_stage
+
+    return str(run_stage(spec.model, profile) / MODEL_DIR)
+
+
+def run_eval(spec: EvalSpec, profile: str = "toy") -> Path:
+    """Run ``spec`` unless its run is complete; the run directory either way."""
+    if not isinstance(spec, EvalSpec):
+        raise ValueError(f"run_eval needs an EvalSpec, got {type(spec).__name__}")
+    backend = open_source(spec.source)
+    check_tasks(backend, spec.tasks)
+    path = model_dir(spec, profile)
+
+    def body(tmp: Path) -> dict:
+        tokenizer = load_tokenizer(path)
+        model = load_model(path).eval()
+        base = load_model(backend.base_model_path()).eval()
+        log: list[dict] = []
+        metrics = evaluate_model(backend, model, base, tokenizer, spec, log)
+        with open(tmp / "completions.jsonl", "w") as fh:
+            for row in log:
+                fh.write(json.dumps(row) + "\n")
+        return metrics
+
+    return run_once(spec, profile, body)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    from frpo.stages.launch import cli_main
+
+    return cli_main(argv, EvalSpec, run_eval)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

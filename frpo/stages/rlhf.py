@@ -1,0 +1,205 @@
+"""RL runner: stage-1 RLHF (GRPO, FRPO, GRPO+SAM) and downstream RL (a ``parent`` + tracking).
+
+``run_rl(spec, profile) -> Path`` trains with TRL on the spec's tasks, then writes to its run
+directory (:mod:`frpo.stages.rundir`):
+
+- ``model/``: the trained model (LoRA merged) and tokenizer;
+- ``curves.csv`` / ``curves.json``: TRL's log history (reward per reward function, reward std,
+  KL, entropy, ``frpo/...`` metrics), one row per optimizer step;
+- ``trajectory.csv`` / ``.json``: the tracked stage-1 rewards and KLs (when ``spec.track``);
+- ``metrics.json``: final per-token KL to pi_ref and to the starting model, and the mean reward
+  per task, on ``n_eval`` fixed held-out prompts per task (answers sampled with a fixed seed);
+  plus the last logged training values under ``frpo/train/...``.
+
+CLI: ``python -m frpo.stages.rlhf --spec spec.json [--profile toy]`` (also under
+``accelerate launch``, see :mod:`frpo.stages.launch`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from frpo.stages.common import (
+    drop_trainer_dir,
+    last_logged,
+    lora_config,
+    model_path_of,
+    save_curves,
+    save_model,
+    trainer_kwargs,
+    write_rows,
+)
+from frpo.stages.rundir import run_once, write_json
+from frpo.stages.sampling import kl_to, sample, score
+from frpo.stages.sources import check_columns, load_model, load_tokenizer, open_source
+from frpo.stages.spec import RLSpec
+
+EVAL_SEED = 4321  # sampling seed of the final held-out estimates (fixed across runs)
+
+
+def rl_config(spec: RLSpec, out_dir: Path):
+    """The GRPOConfig (or FRPOConfig) of ``spec``."""
+    from trl import GRPOConfig
+
+    kw = trainer_kwargs(spec, out_dir)
+    kw.update(
+        per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        num_generations=spec.num_generations,
+        max_completion_length=spec.max_completion_length,
+        temperature=spec.temperature,
+        beta=spec.beta,
+        log_completions=False,
+    )
+    if spec.method == "frpo":
+        from frpo.trainer import FRPOConfig
+
+        return FRPOConfig(lam=spec.lam, baseline=spec.baseline, jackknife=spec.jackknife, **kw)
+    return GRPOConfig(**kw)
+
+
+def trainer_class(spec: RLSpec):
+    """GRPOTrainer, FRPOTrainer or SAMGRPOTrainer (with its rho bound)."""
+    if spec.method == "frpo":
+        from frpo.trainer import FRPOTrainer
+
+        return FRPOTrainer
+    if spec.method == "grpo_sam":
+        import functools
+
+        from frpo.stages.sam import SAMGRPOTrainer
+
+        return functools.partial(SAMGRPOTrainer, sam_rho=spec.sam_rho)
+    from trl import GRPOTrainer
+
+    return GRPOTrainer
+
+
+def train_dataset(backend, spec: RLSpec):
+    """The spec's tasks' training prompts, concatenated (missing columns filled with None)."""
+    from datasets import Dataset
+
+    rows = []
+    for task in spec.tasks:
+        data = backend.dataset(task, "train", spec.n_prompts)
+        check_columns(data, ["prompt"], f"RL dataset of task {task!r}")
+        rows += data.to_list()
+    keys = {k for r in rows for k in r}
+    return Dataset.from_list([{k: r.get(k) for k in sorted(keys)} for r in rows])
+
+
+def reward_funcs(backend, tasks) -> list:
+    funcs, seen = [], set()
+    for task in tasks:
+        for f in backend.reward_funcs(task):
+            if id(f) not in seen:
+                seen.add(id(f))
+                funcs.append(f)
+    return funcs
+
+
+def held_out_metrics(backend, model, start, ref, tokenizer, tasks, n, max_new, prefix):
+    """Mean reward per task and per-token KL(model || start), KL(model || ref) on held-out prompts.
+
+    The prompts are the first ``n`` of each task's test split; answers are sampled with
+    ``EVAL_SEED`` so equal models give equal numbers.
+    """
+    from frpo.stages.sampling import Samples
+
+    out: dict[str, float] = {}
+    ids_p, ids_c = [], []
+    for task in tasks:
+        data = backend.dataset(task, "test", n)
+        samples = sample(model, tokenizer, data["prompt"], max_new, seed=EVAL_SEED)
+        for name, value in score(backend.reward_funcs(task), data, samples).items():
+            out[f"{prefix}/reward/{task}" + ("" if name == "total" else f"/{name}")] = value
+        ids_p += samples.prompt_ids
+        ids_c += samples.completion_ids
+    pooled = Samples(ids_p, ids_c, [])
+    out[f"{prefix}/kl_ref"] = kl_to(model, ref, pooled)
+    out[f"{prefix}/kl_start"] = (
+        kl_to(model, start, pooled) if start is not ref else out[f"{prefix}/kl_ref"]
+    )
+    return out
+
+
+def run_rl(spec: RLSpec, profile: str = "toy") -> Path:
+    """Run ``spec`` unless its run is complete; the run directory either way."""
+    if not isinstance(spec, RLSpec):
+        raise ValueError(f"run_rl needs an RLSpec, got {type(spec).__name__}")
+    from frpo.stages.sources import check_tasks
+
+    backend = open_source(spec.source)
+    check_tasks(backend, spec.tasks)
+    if spec.track is not None:
+        check_tasks(backend, spec.track.tasks)
+    start_path = model_path_of(spec, profile)
+    return run_once(spec, profile, lambda tmp: _train(spec, backend, start_path, tmp))
+
+
+def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
+    from frpo.stages.tracking import TrajectoryCallback
+
+    torch.manual_seed(spec.seed)
+    tokenizer = load_tokenizer(start_path)
+    model = load_model(start_path)
+    ref_path = backend.base_model_path()
+    callbacks = []
+    if spec.track is not None:
+        cb = TrajectoryCallback(
+            backend, spec.track, load_model(start_path), load_model(ref_path), tokenizer
+        )
+        callbacks.append(cb)
+    trainer = trainer_class(spec)(
+        model=model,
+        reward_funcs=reward_funcs(backend, spec.tasks),
+        args=rl_config(spec, tmp / "trainer"),
+        train_dataset=train_dataset(backend, spec),
+        processing_class=tokenizer,
+        peft_config=lora_config(spec.lora_rank, spec.lora_alpha),
+        callbacks=callbacks,
+    )
+    trainer.train()
+    history = trainer.state.log_history
+    save_curves(history, tmp)
+    final = trainer.model
+    if hasattr(final, "merge_and_unload"):
+        final = final.merge_and_unload()
+    final.eval()
+    save_model(final, tokenizer, tmp)
+    drop_trainer_dir(tmp / "trainer")
+    metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
+    if callbacks:
+        write_rows(callbacks[0].rows, tmp / "trajectory.csv")
+        write_json(tmp / "trajectory.json", callbacks[0].rows)
+    ref = load_model(ref_path)
+    start = ref if spec.parent is None else load_model(start_path)
+    metrics.update(
+        held_out_metrics(
+            backend,
+            final,
+            start,
+            ref,
+            tokenizer,
+            spec.tasks,
+            spec.n_eval,
+            spec.max_completion_length,
+            "frpo/final",
+        )
+    )
+    metrics["frpo/steps"] = trainer.state.global_step
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> Path:
+    from frpo.stages.launch import cli_main
+
+    return cli_main(argv, RLSpec, run_rl)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,161 @@
+"""Downstream SFT runner (TRL SFTTrainer; full or LoRA), with optional replay (App. B.4).
+
+``run_sft(spec, profile) -> Path`` fine-tunes the parent run's model (or the base model) on the
+``messages`` data of ``spec.dataset`` and writes ``model/``, ``curves.csv/json`` (TRL's log
+history), ``trajectory.csv/json`` (when ``spec.track``: stage-1 rewards and per-token KL to the
+start model and to pi_ref at fixed step intervals) and ``metrics.json``.
+
+Replay: with ``replay_share = s > 0`` the SFT set is ``n_examples`` downstream examples plus
+``round(s / (1 - s) * n_examples)`` answers the *starting* model samples (seeded) to training
+prompts of ``replay_tasks``, so replayed examples are a share ``s`` of the mixed set; the mix is
+shuffled with the spec's seed.
+
+CLI: ``python -m frpo.stages.sft --spec spec.json [--profile toy]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from frpo.stages.common import (
+    drop_trainer_dir,
+    last_logged,
+    lora_config,
+    model_path_of,
+    save_curves,
+    save_model,
+    trainer_kwargs,
+    write_rows,
+)
+from frpo.stages.rundir import run_once, write_json
+from frpo.stages.sampling import sample
+from frpo.stages.sources import (
+    check_columns,
+    check_tasks,
+    load_model,
+    load_tokenizer,
+    open_source,
+)
+from frpo.stages.spec import SFTSpec
+
+REPLAY_SEED = 777
+
+
+def n_replay(spec: SFTSpec) -> int:
+    """Replayed examples so that they are ``replay_share`` of the mixed set."""
+    s = spec.replay_share
+    return round(s / (1.0 - s) * spec.n_examples) if s > 0 else 0
+
+
+def replay_examples(backend, model, tokenizer, spec: SFTSpec, max_new_tokens: int) -> list[dict]:
+    """The starting model's own sampled answers to stage-1 training prompts, as ``messages``."""
+    k = n_replay(spec)
+    if k == 0:
+        return []
+    per_task = [k // len(spec.replay_tasks)] * len(spec.replay_tasks)
+    for i in range(k - sum(per_task)):
+        per_task[i] += 1
+    rows = []
+    for task, m in zip(spec.replay_tasks, per_task, strict=True):
+        if m == 0:
+            continue
+        prompts = backend.dataset(task, "train", m)["prompt"]
+        answers = sample(model, tokenizer, prompts, max_new_tokens, seed=REPLAY_SEED + spec.seed)
+        for p, text in zip(prompts, answers.texts, strict=True):
+            rows.append({"messages": [*p, {"role": "assistant", "content": text}]})
+    return rows
+
+
+def sft_dataset(backend, spec: SFTSpec, model, tokenizer):
+    """Downstream examples (+ replay), shuffled with the spec's seed."""
+    from datasets import Dataset
+
+    data = backend.sft_dataset(spec.dataset, "train", spec.n_examples)
+    check_columns(data, ["messages"], f"SFT dataset {spec.dataset!r}")
+    rows = [{"messages": m} for m in data["messages"]]
+    rows += replay_examples(backend, model, tokenizer, spec, spec.replay_max_new_tokens)
+    return Dataset.from_list(rows).shuffle(seed=spec.seed)
+
+
+def run_sft(spec: SFTSpec, profile: str = "toy") -> Path:
+    """Run ``spec`` unless its run is complete; the run directory either way."""
+    if not isinstance(spec, SFTSpec):
+        raise ValueError(f"run_sft needs an SFTSpec, got {type(spec).__name__}")
+    backend = open_source(spec.source)
+    check_tasks(
+        backend, [spec.dataset, *spec.replay_tasks] if spec.replay_share else [spec.dataset]
+    )
+    if spec.track is not None:
+        check_tasks(backend, spec.track.tasks)
+    start_path = model_path_of(spec, profile)
+    return run_once(spec, profile, lambda tmp: _train(spec, backend, start_path, tmp))
+
+
+def _train(spec: SFTSpec, backend, start_path: str, tmp: Path) -> dict:
+    from trl import SFTConfig, SFTTrainer
+
+    from frpo.stages.tracking import TrajectoryCallback
+
+    torch.manual_seed(spec.seed)
+    tokenizer = load_tokenizer(start_path)
+    model = load_model(start_path)
+    train = sft_dataset(backend, spec, model, tokenizer)
+    callbacks = []
+    if spec.track is not None:
+        callbacks.append(
+            TrajectoryCallback(
+                backend,
+                spec.track,
+                load_model(start_path),
+                load_model(backend.base_model_path()),
+                tokenizer,
+            )
+        )
+    args = SFTConfig(
+        **trainer_kwargs(spec, tmp / "trainer"),
+        per_device_train_batch_size=spec.batch_size,
+        max_length=spec.max_length,
+        packing=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        peft_config=lora_config(spec.lora_rank, spec.lora_alpha),
+        callbacks=callbacks,
+    )
+    trainer.train()
+    history = trainer.state.log_history
+    save_curves(history, tmp)
+    save_model(trainer.model, tokenizer, tmp)
+    drop_trainer_dir(tmp / "trainer")
+    metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
+    metrics["frpo/steps"] = trainer.state.global_step
+    metrics["frpo/n_train"] = len(train)
+    metrics["frpo/n_replay"] = n_replay(spec)
+    if callbacks:
+        rows = callbacks[0].rows
+        write_rows(rows, tmp / "trajectory.csv")
+        write_json(tmp / "trajectory.json", rows)
+        metrics.update(
+            {
+                f"frpo/final_track/{k[len('frpo/track/') :]}": v
+                for k, v in rows[-1].items()
+                if k.startswith("frpo/track/")
+            }
+        )
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> Path:
+    from frpo.stages.launch import cli_main
+
+    return cli_main(argv, SFTSpec, run_sft)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

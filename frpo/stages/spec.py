@@ -1,0 +1,293 @@
+"""Run specifications: frozen dataclasses whose hash names a run's directory.
+
+A spec holds everything that decides a run's result (method, lam, beta, seed, model source,
+hyper-parameters, parent run). Two notebooks asking for the same spec get the same directory, so
+the second one reuses the first one's run, and a killed sweep resumes where it stopped.
+
+Specs nest: a downstream fine-tuning spec holds its stage-1 spec as ``parent``; the parent's hash
+is part of the child's, so a changed stage-1 run can never be mistaken for the old one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+METHODS = ("grpo", "frpo", "grpo_sam")
+SOURCE_KINDS = ("toy", "files", "hub")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the base model (pi_ref), tokenizer, datasets, rewards and judges come from."""
+
+    kind: str = "toy"
+    """``toy``: the offline ToyWorld; ``files``: a local model dir + local data files; ``hub``:
+    real model ids and datasets through ``frpo.data`` (paper profile)."""
+    seed: int = 0
+    """ToyWorld seed (``toy`` only)."""
+    size: str = "smoke"
+    """ToyWorld recipe, ``smoke`` or ``toy`` (``toy`` only)."""
+    model: str = ""
+    """Local path or hub id of the base model (``files`` and ``hub``)."""
+    data: tuple[tuple[str, str], ...] = ()
+    """``(task, path-or-id)`` pairs for the datasets (``files`` and ``hub``)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"Source.kind {self.kind!r} unknown; expected one of {SOURCE_KINDS}")
+        if self.kind != "toy" and not self.model:
+            raise ValueError(f"Source.kind={self.kind!r} needs a model path or hub id")
+        object.__setattr__(self, "data", tuple(tuple(p) for p in self.data))
+
+
+@dataclass(frozen=True)
+class Track:
+    """What a downstream run measures at fixed intervals (the reward-against-KL trajectory)."""
+
+    every: int = 5
+    """Measure every this many optimizer steps (and at step 0 and at the end)."""
+    tasks: tuple[str, ...] = ("safety",)
+    """Stage-1 tasks whose reward is tracked on held-out prompts."""
+    n_prompts: int = 16
+    """Fixed held-out prompts per task (the same at every measurement)."""
+    max_new_tokens: int = 16
+    """Sampled answer length for the reward and KL estimates."""
+    seed: int = 1234
+    """Sampling seed of every measurement (fixed, so the noise is common to all points)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        _positive("Track.every", self.every)
+        _positive("Track.n_prompts", self.n_prompts)
+        _positive("Track.max_new_tokens", self.max_new_tokens)
+
+
+@dataclass(frozen=True)
+class RLSpec:
+    """One RL run: stage-1 RLHF (GRPO / FRPO / GRPO+SAM) or downstream RL (``parent`` set)."""
+
+    source: Source = field(default_factory=Source)
+    method: str = "grpo"
+    """``grpo``, ``frpo`` (entropic objective, Eq. 3.5) or ``grpo_sam`` (Sec. 5.3)."""
+    tasks: tuple[str, ...] = ("safety",)
+    """Training tasks; rewards are those the source gives for each task."""
+    lam: float = 1.0
+    """FRPO temperature lam (``frpo`` only)."""
+    baseline: bool = True
+    """FRPO variance-reduction baseline, Eq. 4.2 (``frpo`` only)."""
+    jackknife: bool = True
+    """FRPO jackknife bias correction, Eq. 4.3 (``frpo`` only)."""
+    sam_rho: float = 0.05
+    """SAM ascent radius rho (``grpo_sam`` only)."""
+    beta: float = 0.04
+    """KL coefficient to the starting model (TRL's k3 penalty)."""
+    seed: int = 0
+    lr: float = 2e-4
+    epochs: float = 1.0
+    max_steps: int = -1
+    """If > 0, overrides ``epochs``."""
+    n_prompts: int = 64
+    """Training prompts (per task)."""
+    num_generations: int = 8
+    """Group size G."""
+    batch_size: int = 32
+    """Completions per optimizer step (a multiple of G)."""
+    max_completion_length: int = 16
+    temperature: float = 1.0
+    lora_rank: int = 0
+    """0 = full fine-tuning; > 0 = LoRA of this rank."""
+    lora_alpha: int = 0
+    """LoRA alpha (0 = same as the rank)."""
+    n_eval: int = 32
+    """Held-out prompts for the final KL-to-reference estimate."""
+    parent: Any = None
+    """The run whose model this one starts from (None = the source's base model)."""
+    track: Track | None = None
+    """Trajectory tracking (downstream runs)."""
+
+    stage = "rl"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
+        _positive("lr", self.lr)
+        if self.method == "frpo":
+            _positive("lam", self.lam)
+        if self.method == "grpo_sam":
+            _positive("sam_rho", self.sam_rho)
+        if self.beta < 0 or not math.isfinite(self.beta):
+            raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
+        _positive("num_generations", self.num_generations - 1)  # G >= 2
+        if self.batch_size % self.num_generations:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of num_generations "
+                f"{self.num_generations}"
+            )
+        _common_checks(self)
+
+
+@dataclass(frozen=True)
+class SFTSpec:
+    """Downstream supervised fine-tuning (TRL SFTTrainer) of a parent run's model."""
+
+    source: Source = field(default_factory=Source)
+    dataset: str = "alpaca"
+    """Task name of the SFT data (``messages`` format)."""
+    parent: Any = None
+    lr: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int = -1
+    n_examples: int = 64
+    batch_size: int = 8
+    max_length: int = 64
+    lora_rank: int = 0
+    """0 = full fine-tuning; > 0 = LoRA of this rank."""
+    lora_alpha: int = 0
+    full: bool = True
+    """Full fine-tuning; a LoRA rank with ``full=True`` is rejected as contradictory."""
+    replay_share: float = 0.0
+    """App. B.4: share of the SFT set replaced by the parent's own sampled answers to stage-1
+    prompts (0 = no replay)."""
+    replay_tasks: tuple[str, ...] = ("safety",)
+    """Stage-1 tasks whose training prompts are replayed."""
+    replay_max_new_tokens: int = 16
+    """Length of the replayed sampled answers."""
+    seed: int = 0
+    track: Track | None = None
+
+    stage = "sft"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "replay_tasks", tuple(self.replay_tasks))
+        _positive("lr", self.lr)
+        if self.full and self.lora_rank:
+            raise ValueError(
+                f"lora_rank={self.lora_rank} given for a full fine-tuning run (full=True); "
+                "set full=False for LoRA"
+            )
+        if not self.full and self.lora_rank <= 0:
+            raise ValueError("full=False (LoRA) needs lora_rank > 0")
+        if not 0.0 <= self.replay_share < 1.0:
+            raise ValueError(f"replay_share must be in [0, 1), got {self.replay_share}")
+        _positive("n_examples", self.n_examples)
+        _common_checks(self)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Evaluation of one model on fixed held-out prompt sets."""
+
+    source: Source = field(default_factory=Source)
+    model: Any = None
+    """The run to evaluate (None = the source's base model)."""
+    tasks: tuple[str, ...] = ("safety",)
+    n_prompts: int = 32
+    """Held-out prompts per task, the first ``n_prompts`` of the test split (never resampled)."""
+    max_new_tokens: int = 16
+    n_samples: int = 1
+    """Sampled answers per prompt for the sampled metrics."""
+    seed: int = 0
+
+    stage = "eval"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        _positive("n_prompts", self.n_prompts)
+        _positive("n_samples", self.n_samples)
+        if self.model is not None and not isinstance(self.model, RLSpec | SFTSpec):
+            raise ValueError(f"EvalSpec.model must be an RLSpec or SFTSpec, got {self.model!r}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _common_checks(spec: RLSpec | SFTSpec) -> None:
+    if spec.lora_rank < 0:
+        raise ValueError(f"lora_rank must be >= 0, got {spec.lora_rank}")
+    if spec.max_steps <= 0:
+        _positive("epochs", spec.epochs)
+    if spec.parent is not None and not isinstance(spec.parent, RLSpec | SFTSpec):
+        raise ValueError(f"parent must be an RLSpec or SFTSpec, got {type(spec.parent).__name__}")
+    if spec.parent is not None and spec.parent.source != spec.source:
+        raise ValueError("a run and its parent must share the same source")
+
+
+STAGES = {cls.stage: cls for cls in (RLSpec, SFTSpec, EvalSpec)}
+
+
+def to_dict(spec: Any) -> Any:
+    """A JSON-ready dict with ``stage`` tags on every nested spec."""
+    if dataclasses.is_dataclass(spec):
+        out = {f.name: to_dict(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+        if hasattr(type(spec), "stage"):
+            out = {"stage": type(spec).stage, **out}
+        return out
+    if isinstance(spec, tuple | list):
+        return [to_dict(v) for v in spec]
+    return spec
+
+
+def from_dict(d: dict) -> RLSpec | SFTSpec | EvalSpec:
+    """Inverse of :func:`to_dict` (unknown keys raise ValueError)."""
+    d = dict(d)
+    stage = d.pop("stage", None)
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGES)}")
+    cls = STAGES[stage]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+    if "source" in d:
+        src = dict(d["source"])
+        src["data"] = tuple(tuple(p) for p in src.get("data", ()))
+        d["source"] = Source(**src)
+    for key in ("parent", "model"):
+        if isinstance(d.get(key), dict):
+            d[key] = from_dict(d[key])
+    if isinstance(d.get("track"), dict):
+        d["track"] = Track(**d["track"])
+    return cls(**d)
+
+
+def spec_json(spec: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces): the text that is hashed."""
+    return json.dumps(to_dict(spec), sort_keys=True, separators=(",", ":"))
+
+
+def spec_hash(spec: Any) -> str:
+    """First 12 hex digits of the SHA-256 of :func:`spec_json`."""
+    return hashlib.sha256(spec_json(spec).encode()).hexdigest()[:12]
+
+
+def run_name(spec: RLSpec | SFTSpec | EvalSpec) -> str:
+    """Readable prefix + hash, e.g. ``rl-frpo-lam0.5-beta0.04-s0-<hash>``."""
+    if isinstance(spec, RLSpec):
+        bits = ["rl", spec.method]
+        if spec.method == "frpo":
+            bits.append(f"lam{spec.lam:g}")
+            if not spec.baseline:
+                bits.append("nobase")
+            if not spec.jackknife:
+                bits.append("nojk")
+        if spec.method == "grpo_sam":
+            bits.append(f"rho{spec.sam_rho:g}")
+        bits += [f"beta{spec.beta:g}", "-".join(spec.tasks)]
+    elif isinstance(spec, SFTSpec):
+        bits = ["sft", spec.dataset, f"lr{spec.lr:g}"]
+        if spec.lora_rank:
+            bits.append(f"r{spec.lora_rank}")
+        if spec.replay_share:
+            bits.append(f"replay{spec.replay_share:g}")
+    else:
+        bits = ["eval", "-".join(spec.tasks)]
+    bits += [f"s{spec.seed}", spec_hash(spec)]
+    return "-".join(bits)
