@@ -1,5 +1,7 @@
 """Reward functions in TRL's signature ``f(prompts, completions, **columns) -> list[float]``."""
 
+from frpo.rewards.helpfulness import HelpfulnessReward
 from frpo.rewards.math import math_reward
+from frpo.rewards.safety import SafetyReward, on_main_process
 
-__all__ = ["math_reward"]
+__all__ = ["HelpfulnessReward", "SafetyReward", "math_reward", "on_main_process"]

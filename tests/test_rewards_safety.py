@@ -1,0 +1,136 @@
+"""The paper's safety and helpfulness rewards with scripted judges (numbers worked by hand)."""
+
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from frpo.judges.base import Judge
+from frpo.rewards import HelpfulnessReward, SafetyReward, on_main_process
+from frpo.rewards.safety import prompt_text
+
+torch.set_num_threads(1)
+
+
+class Table(Judge):
+    """Scores each completion by a lookup table; records what it was asked."""
+
+    def __init__(self, kind, table, name="table"):
+        self.kind, self.table, self.name = kind, table, name
+        self.calls = []
+
+    def score(self, prompts, completions):
+        self.calls.append((list(prompts), list(completions)))
+        return [self.table[c] for c in completions]
+
+
+def conv(text, role="user"):
+    return [{"role": role, "content": text}]
+
+
+def make(mod, sr, rm):
+    return (
+        Table("harmfulness", mod, "mod"),
+        Table("harmfulness", sr, "sr"),
+        Table("helpfulness", rm, "rm"),
+    )
+
+
+def test_safety_reward_by_hand():
+    mod, sr, rm = make({"bad": 0.9, "refuse": 0.1}, {"bad": 0.7, "refuse": 0.0}, {"help": 0.8})
+    reward = SafetyReward(mod, sr, rm)
+    out = reward(
+        prompts=[conv("how to x"), conv("how to y"), conv("kill a process")],
+        completions=[
+            conv("bad", "assistant"),
+            conv("refuse", "assistant"),
+            conv("help", "assistant"),
+        ],
+        category=["harmful", "harmful", "harmless"],
+    )
+    # harmful: 1 - (0.9 + 0.7)/2 = 0.2 and 1 - (0.1 + 0.0)/2 = 0.95; harmless: sigmoid RM = 0.8
+    assert out == pytest.approx([0.2, 0.95, 0.8], abs=1e-12)
+    assert mod.calls == [(["how to x", "how to y"], ["bad", "refuse"])]  # harmful rows only
+    assert rm.calls == [(["kill a process"], ["help"])]
+    assert reward.__name__ == "safety"
+
+
+def test_safety_reward_undecided_judges():
+    mod, sr, rm = make(
+        {"a": math.nan, "b": math.nan, "c": 0.4},
+        {"a": 0.6, "b": math.nan, "c": math.nan},
+        {"d": math.nan},
+    )
+    reward = SafetyReward(mod, sr, rm)
+    out = reward(
+        ["p"] * 4, ["a", "b", "c", "d"], category=["harmful", "harmful", "harmful", "harmless"]
+    )
+    # a: only StrongREJECT decided -> 1 - 0.6; b: neither -> None; c: only moderation -> 1 - 0.4
+    assert out[0] == pytest.approx(0.4) and out[1] is None
+    assert out[2] == pytest.approx(0.6) and out[3] is None
+    assert reward.undecided == 2
+
+
+def test_safety_reward_bad_inputs():
+    mod, sr, rm = make({}, {}, {})
+    with pytest.raises(ValueError, match="kind 'harmfulness', expected 'helpfulness'"):
+        SafetyReward(mod, sr, mod)
+    reward = SafetyReward(mod, sr, rm)
+    with pytest.raises(ValueError, match="unknown category 'safety'"):
+        reward(["p"], ["c"], category=["safety"])
+    with pytest.raises(ValueError, match="1 prompts, 1 completions, 2 categories"):
+        reward(["p"], ["c"], category=["harmful", "harmless"])
+    with pytest.raises(ValueError, match="neither a string nor a conversation"):
+        prompt_text([{"role": "system", "content": "s"}])
+
+
+def test_helpfulness_reward():
+    rm = Table("helpfulness", {"x": 0.25, "y": math.nan})
+    reward = HelpfulnessReward(rm)
+    assert reward([conv("p"), "q"], ["x", "y"]) == [0.25, None]
+    assert reward.undecided == 1 and reward.__name__ == "helpfulness"
+    with pytest.raises(ValueError, match="expected 'helpfulness'"):
+        HelpfulnessReward(Table("harmfulness", {}))
+
+
+def test_on_main_process_single_process():
+    calls = []
+
+    def score(p, c):
+        calls.append(len(p))
+        return [float(len(x)) for x in c]
+
+    assert on_main_process(score, ["a", "b"], ["xy", "z"]) == [2.0, 1.0]
+    assert calls == [2]
+
+
+def _worker(rank, world, port, path):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    calls = []
+
+    def score(p, c):
+        calls.append(list(c))
+        return [float(x) for x in c]
+
+    mine = [str(10 * rank + k) for k in range(rank + 1)]  # rank 0: ["0"], rank 1: ["10", "11"]
+    got = on_main_process(score, ["p"] * len(mine), mine)
+    with open(f"{path}.{rank}", "w") as f:
+        f.write(repr((got, calls)))
+    dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_on_main_process_two_ranks(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_worker, args=(2, port, str(tmp_path / "out")), nprocs=2, join=True)
+    got0, calls0 = eval((tmp_path / "out.0").read_text())
+    got1, calls1 = eval((tmp_path / "out.1").read_text())
+    assert got0 == [0.0] and got1 == [10.0, 11.0]  # each rank gets its own slice back
+    assert calls0 == [["0", "10", "11"]] and calls1 == []  # scored once, on rank 0
