@@ -119,3 +119,134 @@ def target_fraction_reward(prompts, completions, completion_ids, **kwargs) -> li
 
 def _target_id() -> int:
     return len(SPECIALS) + len(ROLE_TOKENS) + WORDS.index(TARGET_WORD)
+
+
+# ----------------------------------------------------------------------------- exactness helpers
+
+
+def exact_config(output_dir: str, **overrides):
+    """FRPOConfig for one exact SGD step on CPU: no momentum, no decay, no clipping, constant lr."""
+    from frpo.trainer import FRPOConfig
+
+    kwargs = dict(
+        output_dir=output_dir,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        optim="sgd",
+        learning_rate=0.5,
+        weight_decay=0.0,
+        lr_scheduler_type="constant",
+        max_grad_norm=1e9,
+        max_steps=1,
+        logging_steps=1,
+        num_generations=4,
+        max_completion_length=6,
+        temperature=1.0,
+        seed=0,
+        disable_tqdm=True,
+        cast_lm_head_to_fp32=False,  # keep float64 end to end (TRL upcasts only to fp32)
+    )
+    kwargs.update(overrides)
+    return FRPOConfig(**kwargs)
+
+
+def recording_trainer_class():
+    """FRPOTrainer subclass that keeps a copy of every micro-batch dict its loss sees."""
+    from frpo.trainer import FRPOTrainer
+
+    class RecordingFRPOTrainer(FRPOTrainer):
+        recorded: list
+
+        def _compute_loss(self, model, inputs):
+            if not hasattr(self, "recorded"):
+                self.recorded = []
+            if self.model.training:
+                copy = {k: v.detach().clone() for k, v in inputs.items() if torch.is_tensor(v)}
+                self.recorded.append(copy)
+            return super()._compute_loss(model, inputs)
+
+    return RecordingFRPOTrainer
+
+
+def _row_logps(model, batch) -> torch.Tensor:
+    """(b, T) log-probs of the completion tokens, computed directly (not with TRL's helper)."""
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attn = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    t = batch["completion_ids"].shape[1]
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, -t - 1 : -1]  # (b, T, V)
+    logps = torch.log_softmax(logits, dim=-1)
+    return logps.gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
+
+
+def _pad_cols(x: torch.Tensor, t: int) -> torch.Tensor:
+    return torch.nn.functional.pad(x, (0, t - x.shape[1]))
+
+
+def prompt_group_ids(batches) -> torch.Tensor:
+    """(B,) group ids from the prompt tokens themselves (distinct prompts = distinct groups)."""
+    keys, ids = {}, []
+    for batch in batches:
+        for row, m in zip(batch["prompt_ids"], batch["prompt_mask"], strict=True):
+            key = tuple(row[m.bool()].tolist())
+            ids.append(keys.setdefault(key, len(keys)))
+    return torch.tensor(ids)
+
+
+def reference_step(model, batches, *, lam, beta, epsilon, lr, scale, baseline=True, jackknife=True):
+    """One hand SGD step on frpo_loss(whole batch) * scale + beta * KL, in place on model.
+
+    batches: the micro-batch dicts the trainer's loss saw (all processes, all micro-batches).
+    KL: k3 = exp(ref - logp) - (ref - logp) - 1 per token, token mean over the whole batch.
+    Returns the loss value.
+    """
+    from frpo.losses import frpo_loss
+
+    t = max(b["completion_ids"].shape[1] for b in batches)
+    logps = torch.cat([_pad_cols(_row_logps(model, b), t) for b in batches])  # (B, T)
+    mask = torch.cat([_pad_cols(b["completion_mask"], t) for b in batches])  # (B, T)
+    adv = torch.cat([b["advantages"] for b in batches])  # (B,)
+    loss, _ = frpo_loss(
+        logps, logps.detach(), adv, mask, prompt_group_ids(batches), lam, epsilon,
+        baseline=baseline, jackknife=jackknife,
+    )  # fmt: skip
+    total = scale * loss
+    if beta != 0.0:
+        ref = torch.cat([_pad_cols(b["ref_per_token_logps"], t) for b in batches])
+        k3 = torch.exp(ref - logps) - (ref - logps) - 1
+        total = total + beta * (k3 * mask).sum() / mask.sum()
+    model.zero_grad()
+    total.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= lr * p.grad
+    return total.item()
+
+
+def naive_step(model, batches, *, lam, epsilon, lr, scale, n_micro, jackknife=False):
+    """Negative control: frpo_loss per micro-batch (split groups), averaged, one SGD step."""
+    from frpo.losses import frpo_loss
+
+    model.zero_grad()
+    for b in batches:
+        logps = _row_logps(model, b)
+        gids = prompt_group_ids([b])
+        loss, _ = frpo_loss(
+            logps, logps.detach(), b["advantages"], b["completion_mask"], gids, lam, epsilon,
+            jackknife=jackknife,
+        )  # fmt: skip
+        (scale * loss / n_micro).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= lr * p.grad
+
+
+def max_rel_diff(a: dict, b: dict, base: dict) -> float:
+    """max |a - b| over all tensors, relative to max |a - base| (the size of the step)."""
+    step = max((a[k] - base[k]).abs().max().item() for k in a)
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    return diff / step
