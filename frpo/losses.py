@@ -108,8 +108,8 @@ def _padded(values: torch.Tensor, grp: torch.Tensor, pos: torch.Tensor, n: int, 
 
 
 def _group_log_z(
-    logits: torch.Tensor, counts: torch.Tensor, jackknife: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+    logits: torch.Tensor, counts: torch.Tensor, jackknife: bool, weights: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-group log Z of Eq. 4.1 (or the jackknifed log Z~ of Eq. 4.3) and its gradient weights.
 
     Args:
@@ -117,10 +117,11 @@ def _group_log_z(
             the padding.
         counts: (n,) live rows G per group (>= 2 when jackknife).
         jackknife: use Eq. 4.3.
+        weights: also return c (skip it when only log_z and its autograd are needed).
     Returns:
         log_z: (n,) differentiable in ``logits``.
         c: (n, Gmax) the closed-form gradient c_i = d log_z / d l_i (0 in the padding), computed
-           from the same softmaxes; no autograd graph is needed to use it.
+           from the same softmaxes; no autograd graph is needed to use it. None if not weights.
 
     Derivation. With p = softmax(l) over the group and p^{(-j)} = softmax over the rows other
     than j, d logsumexp(l)/d l_i = p_i and d logsumexp_{-j}(l)/d l_i = p^{(-j)}_i (i != j), so
@@ -134,7 +135,7 @@ def _group_log_z(
     """
     g = counts.to(logits.dtype)  # (n,)
     lse = torch.logsumexp(logits, dim=1)  # (n,)
-    p = torch.exp(logits - lse.unsqueeze(1))  # (n, Gmax), 0 in the padding
+    p = torch.exp(logits - lse.unsqueeze(1)) if weights else None  # (n, Gmax), 0 in the padding
     if not jackknife:
         return lse - torch.log(g), p
     gmax = logits.shape[1]
@@ -142,11 +143,12 @@ def _group_log_z(
     eye = torch.eye(gmax, dtype=torch.bool, device=logits.device)
     loo = logits.unsqueeze(1).masked_fill(eye, -math.inf)  # (n, Gmax_j, Gmax_i), row j leaves j out
     loo_lse = torch.logsumexp(loo, dim=2)  # (n, Gmax); finite since every group has >= 2 rows
-    loo_p = torch.exp(loo - loo_lse.unsqueeze(2))  # (n, Gmax_j, Gmax_i)
-    loo_p = loo_p * live.unsqueeze(2)  # keep only live j
     shrink = (g - 1) / g  # (n,)
     loo_sum = torch.where(live, loo_lse - torch.log(g - 1).unsqueeze(1), 0.0).sum(1)  # (n,)
     log_z = g * (lse - torch.log(g)) - shrink * loo_sum
+    if not weights:
+        return log_z, None
+    loo_p = torch.exp(loo - loo_lse.unsqueeze(2)) * live.unsqueeze(2)  # (n, Gmax_j, Gmax_i), live j
     c = g.unsqueeze(1) * p - shrink.unsqueeze(1) * loo_p.sum(1)
     return log_z, c
 
@@ -167,6 +169,30 @@ def _weight_metrics(neg_a_over_lam: torch.Tensor) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- s_i
 
 
+class _ClippedSequenceRatio(torch.autograd.Function):
+    """sum_t min(ratio_t, 1 + eps) * mask_t per row, with a one-pass backward.
+
+    Autograd through exp/clamp/mul would keep several (B, T) tensors alive until backward; this
+    keeps one, w = ratio * [ratio <= 1 + eps] * mask = d(sum)/d log pi_theta, and the backward is
+    a single multiply. Inputs: per_token_logps (B, T), old (B, T) detached, mask (B, T) float.
+    Returns (B,) sums and the (B, T) bool of clipped tokens (not differentiable).
+    """
+
+    @staticmethod
+    def forward(ctx, per_token_logps, old_per_token_logps, mask, epsilon):
+        ratio = torch.sub(per_token_logps, old_per_token_logps).exp_()  # (B, T)
+        over = ratio > 1.0 + epsilon  # (B, T) clipped tokens
+        ctx.save_for_backward(torch.where(over, 0.0, ratio).mul_(mask))  # (B, T) w
+        sums = ratio.clamp_(max=1.0 + epsilon).mul_(mask).sum(1)  # (B,)
+        ctx.mark_non_differentiable(over)
+        return sums, over
+
+    @staticmethod
+    def backward(ctx, grad_sums, _grad_over):
+        (w,) = ctx.saved_tensors
+        return w * grad_sums.unsqueeze(1), None, None, None
+
+
 def _sequence_ratio(
     per_token_logps: torch.Tensor,
     old_per_token_logps: torch.Tensor,
@@ -179,13 +205,13 @@ def _sequence_ratio(
     fraction of completion tokens whose ratio was clipped.
     """
     mask = completion_mask.to(per_token_logps.dtype)  # (B, T)
-    ratio = torch.exp(per_token_logps - old_per_token_logps.detach())  # (B, T)
+    sums, over = _ClippedSequenceRatio.apply(
+        per_token_logps, old_per_token_logps.detach(), mask, float(epsilon)
+    )
     n_tok = mask.sum(1)  # (B,)
-    s = (torch.clamp(ratio, max=1.0 + epsilon) * mask).sum(1) / n_tok.clamp(min=1.0)  # (B,)
-    with torch.no_grad():
-        total = mask.sum()
-        clipped = ((ratio > 1.0 + epsilon) * mask).sum()
-        clip_frac = (clipped / total).item() if total > 0 else 0.0
+    s = sums / n_tok.clamp(min=1.0)  # (B,)
+    total = n_tok.sum()
+    clip_frac = (torch.count_nonzero(over & (mask > 0)) / total).item() if total > 0 else 0.0
     return s, n_tok > 0, clip_frac
 
 
@@ -257,7 +283,7 @@ def frpo_loss(
     s_live = s[rows].to(dtype)  # (L,)
     neg_a = -advantages[rows].to(dtype) / lam  # (L,)
     logits = _padded(neg_a + torch.log(s_live), grp, pos, n, gmax)  # (n, Gmax)
-    log_z, _ = _group_log_z(logits, counts, jackknife)  # (n,)
+    log_z, _ = _group_log_z(logits, counts, jackknife, weights=False)  # (n,)
     per_group = lam * log_z  # (n,)
     if baseline:
         mean_s = torch.zeros(n, dtype=dtype, device=s.device).index_add(0, grp, s_live)
