@@ -87,14 +87,12 @@ def _group_layout(
         appear (they are skipped).
     """
     rows = torch.nonzero(live, as_tuple=False).squeeze(1)  # (L,)
-    _, grp = torch.unique(group_ids[rows], return_inverse=True)  # (L,)
-    n = int(grp.max().item()) + 1 if grp.numel() else 0
-    counts = torch.bincount(grp, minlength=n)  # (n,)
+    _, grp, counts = torch.unique(group_ids[rows], return_inverse=True, return_counts=True)
     order = torch.argsort(grp, stable=True)  # (L,) rows sorted by group
     starts = torch.cumsum(counts, 0) - counts  # (n,)
     pos = torch.empty_like(grp)
     pos[order] = torch.arange(grp.numel(), device=grp.device) - starts[grp[order]]
-    gmax = int(counts.max().item()) if n else 0
+    gmax = int(counts.max().item()) if counts.numel() else 0
     return rows, grp, pos, counts, gmax
 
 
@@ -144,7 +142,7 @@ def _group_log_z(
     loo = logits.unsqueeze(1).masked_fill(eye, -math.inf)  # (n, Gmax_j, Gmax_i), row j leaves j out
     loo_lse = torch.logsumexp(loo, dim=2)  # (n, Gmax); finite since every group has >= 2 rows
     shrink = (g - 1) / g  # (n,)
-    loo_sum = torch.where(live, loo_lse - torch.log(g - 1).unsqueeze(1), 0.0).sum(1)  # (n,)
+    loo_sum = (loo_lse * live).sum(1) - g * torch.log(g - 1)  # (n,) over live j only
     log_z = g * (lse - torch.log(g)) - shrink * loo_sum
     if not weights:
         return log_z, None
