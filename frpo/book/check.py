@@ -1,0 +1,164 @@
+"""Checks on a built book's HTML: internal links and images resolve, the scoreboard is on the
+front page, every notebook chapter is present with as many images as its executed notebook has
+image outputs. Standard library only (``html.parser``)."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from frpo.book.build import executed_chapters
+from frpo.book.execute import profile_dir
+from frpo.book.pages import load_claims
+
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml")
+_SKIP_SCHEMES = ("http", "https", "mailto", "data", "javascript", "tel", "ftp")
+
+
+class _Page(HTMLParser):
+    """Collects link targets, image sources, element ids and text of one page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self.ids: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v for k, v in attrs if v is not None}
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "a" and "href" in a:
+            self.links.append(a["href"])
+        elif tag == "link" and a.get("rel") in ("stylesheet", "icon") and "href" in a:
+            self.links.append(a["href"])
+        elif tag == "img" and "src" in a:
+            self.images.append(a["src"])
+        elif tag == "script" and "src" in a:
+            self.links.append(a["src"])
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse_page(path: Path) -> _Page:
+    page = _Page()
+    page.feed(Path(path).read_text(errors="replace"))
+    return page
+
+
+def _internal(url: str) -> bool:
+    parts = urlsplit(url)
+    return (not parts.scheme and not parts.netloc) or parts.scheme == "file"
+
+
+def broken_references(html_dir: Path) -> list[str]:
+    """``page: kind target`` for every internal link, image, script or stylesheet that does not
+    resolve to a file, and every ``#fragment`` that names no element of its target page."""
+    html_dir = Path(html_dir)
+    pages = {
+        p: parse_page(p)
+        for p in html_dir.rglob("*.html")
+        if not {"_sources", "_static"} & set(p.parts)
+    }
+    problems = []
+    for path, page in sorted(pages.items()):
+        rel = path.relative_to(html_dir)
+        refs = [("link", u) for u in page.links] + [("image", u) for u in page.images]
+        for kind, url in refs:
+            if not url or not _internal(url):
+                continue
+            parts = urlsplit(url)
+            target = (path.parent / unquote(parts.path)).resolve() if parts.path else path
+            if not target.exists():
+                problems.append(f"{rel}: {kind} {url} does not resolve")
+                continue
+            if target.is_dir():
+                target = target / "index.html"
+            frag = unquote(parts.fragment)
+            if frag and target.suffix == ".html" and target in pages:
+                if frag not in pages[target].ids:
+                    problems.append(f"{rel}: {kind} {url}: no element with id {frag!r}")
+    return problems
+
+
+def image_outputs(notebook: Path) -> int:
+    """How many image outputs an executed notebook holds (what its chapter must show)."""
+    nb = json.loads(Path(notebook).read_text())
+    count = 0
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if any(m in out.get("data", {}) for m in IMAGE_MIMES):
+                count += 1
+    return count
+
+
+def check_book(
+    html_dir: Path,
+    chapters: dict[str, Path],
+    *,
+    claims: list[dict] | None = None,
+    front: str = "intro.html",
+) -> list[str]:
+    """All problems of a built book (empty when it is sound).
+
+    ``chapters`` maps each notebook name to its executed notebook; its page must be
+    ``notebooks/<name>.html`` with at least as many images as the notebook has image outputs.
+    ``claims`` (the content of claims.json, or None when it is missing) fixes what the front
+    page's scoreboard must show: a row per claim id, or the "not yet computed" notice.
+    """
+    html_dir = Path(html_dir)
+    if not (html_dir / front).is_file():
+        return [f"no front page {front} in {html_dir}"]
+    problems = broken_references(html_dir)
+
+    page = parse_page(html_dir / front)
+    text = " ".join(" ".join(page.text).split())
+    if "scoreboard" not in page.ids:
+        problems.append(f"{front}: no scoreboard section (id 'scoreboard')")
+    if claims is None:
+        if "Scoreboard not yet computed" not in text:
+            problems.append(f"{front}: claims missing but no 'not yet computed' notice")
+    else:
+        for claim in claims:
+            if str(claim["id"]) not in text:
+                problems.append(f"{front}: scoreboard lacks claim {claim['id']!r}")
+    for name, notebook in chapters.items():
+        html = html_dir / "notebooks" / f"{name}.html"
+        if not html.is_file():
+            problems.append(f"chapter {name}: no page notebooks/{name}.html")
+            continue
+        want = image_outputs(notebook)
+        have = len([s for s in parse_page(html).images if _internal(s) or s.startswith("data:")])
+        if have < want:
+            problems.append(f"chapter {name}: {have} images on the page, notebook has {want}")
+        if f"notebooks/{name}.html" not in " ".join(page.links):
+            problems.append(f"{front}: no link to chapter {name}")
+    return problems
+
+
+def check_profile(
+    profile: str,
+    html_dir: Path | None = None,
+    *,
+    runs_root: Path | None = None,
+    book_dir: Path | None = None,
+    profiles_dir: Path | None = None,
+    notebooks_dir: Path | None = None,
+) -> list[str]:
+    """``check_book`` for a built profile: the chapters are the profile's notebooks that the
+    manifest records as executed, the claims those of ``runs/<profile>/claims.json``."""
+    from frpo.book.build import default_book_dir
+    from frpo.book.profiles import load_profile
+
+    if html_dir is None:
+        root = (Path(book_dir) if book_dir else default_book_dir()) / "_build" / profile
+        html_dir = root / "_build" / "html"
+    prof = load_profile(profile, profiles_dir=profiles_dir, notebooks_dir=notebooks_dir)
+    out_dir = profile_dir(profile, runs_root)
+    done, _ = executed_chapters(list(prof.notebooks), out_dir)
+    chapters = {n: out_dir / "notebooks" / f"{n}.ipynb" for n in done}
+    return check_book(html_dir, chapters, claims=load_claims(out_dir / "claims.json"))

@@ -1,0 +1,265 @@
+"""Execute a profile's notebooks with papermill, in dependency order, with a cache.
+
+Layout under ``runs/<profile>/``::
+
+    manifest.json              cache keys, status and wall time of every notebook
+    notebooks/NN_topic.ipynb   the executed notebook (what the book renders)
+    NN_topic/                  the notebook's run_dir: metrics.json, figures, artefacts
+
+A notebook is re-executed only when its cache key changes. The key hashes the notebook's source
+(cells' type, source and tags; outputs ignored), its resolved parameters, the ``frpo/`` package
+sources and the keys of the notebooks it depends on; so a warm rebuild reuses every executed copy.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from frpo import paths
+from frpo.book import envinfo
+from frpo.book.plan import describe
+from frpo.book.profiles import Profile, load_profile, match_notebook
+
+KERNEL = "python3"
+MANIFEST = "manifest.json"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message holds the cell's error and the partial notebook's path."""
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def package_hash(package_dir: Path | None = None) -> str:
+    """SHA-256 over the relative paths and contents of every ``*.py`` file of the package."""
+    root = Path(package_dir) if package_dir else Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        if "__pycache__" in f.parts:
+            continue
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def source_hash(notebook: Path) -> str:
+    """SHA-256 of a notebook's cells (type, source, tags), ignoring outputs and counters."""
+    nb = json.loads(Path(notebook).read_text())
+    cells = []
+    for cell in nb.get("cells", []):
+        src = cell.get("source", "")
+        src = "".join(src) if isinstance(src, list) else src
+        tags = sorted(cell.get("metadata", {}).get("tags", []))
+        cells.append([cell.get("cell_type"), src, tags])
+    return _sha(json.dumps(cells).encode())
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    return _sha(json.dumps(params, sort_keys=True, default=str).encode())
+
+
+def profile_dir(profile: str, runs_root: Path | None = None) -> Path:
+    """``<runs_root>/<profile>`` (created); default ``frpo.paths.runs_dir(profile)``."""
+    if runs_root is None:
+        return paths.runs_dir(profile)
+    out = Path(runs_root) / profile
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _as_param_path(path: Path) -> str:
+    """Relative to the repository root when inside it (``frpo.paths.resolve`` reverses this)."""
+    try:
+        return path.resolve().relative_to(paths.repo_root().resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def resolved_params(profile: str, notebook: str, params: dict, out_dir: Path) -> dict[str, Any]:
+    """The parameters papermill injects: the profile's values plus ``profile`` and ``run_dir``."""
+    return {**params, "profile": profile, "run_dir": _as_param_path(out_dir / notebook)}
+
+
+def read_manifest(out_dir: Path) -> dict:
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return {"notebooks": {}}
+    data = json.loads(path.read_text())
+    data.setdefault("notebooks", {})
+    return data
+
+
+def _write_manifest(out_dir: Path, manifest: dict) -> None:
+    path = Path(out_dir) / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class NotebookRun:
+    """What happened to one notebook: ``executed``, ``cached`` (reused) or ``planned`` (dry run)."""
+
+    name: str
+    status: str
+    key: str
+    params: dict[str, Any]
+    output: Path
+    wall_s: float | None = None
+    reason: str = ""
+    lines: list[str] = field(default_factory=list)
+
+
+def _stale_reason(entry: dict | None, parts: dict[str, str], output: Path) -> str:
+    if not entry:
+        return "never executed"
+    if entry.get("status") != "ok":
+        return f"last run {entry.get('status', 'unknown')}"
+    if not output.is_file():
+        return "executed copy missing"
+    for what in ("source", "params", "package", "deps"):
+        if entry.get("hashes", {}).get(what) != parts[what]:
+            return f"{what} changed"
+    return ""
+
+
+def _summarise_failure(err: Exception, partial: Path) -> str:
+    from papermill.exceptions import PapermillExecutionError, strip_color
+
+    if isinstance(err, PapermillExecutionError):
+        tb = [strip_color(line) for line in err.traceback]
+        tail = "\n".join("\n".join(tb).splitlines()[-12:])
+        return (
+            f"cell {err.cell_index} (In [{err.exec_count}]) raised {err.ename}: {err.evalue}\n"
+            f"{tail}\npartially executed notebook: {partial}"
+        )
+    return f"{type(err).__name__}: {err}\npartially executed notebook: {partial}"
+
+
+def run_profile(
+    profile: str | Profile,
+    *,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    runs_root: Path | None = None,
+    profiles_dir: Path | None = None,
+    notebooks_dir: Path | None = None,
+    cwd: Path | None = None,
+    progress: bool = True,
+    log=print,
+) -> list[NotebookRun]:
+    """Execute (or, with ``dry_run``, describe) a profile's notebooks in dependency order.
+
+    ``only`` names notebooks (``NN`` or full name); their upstream dependencies come along and
+    are reused when up to date. ``force`` re-executes the selection regardless of the cache.
+    Notebooks run with kernel ``python3`` and cwd ``cwd`` (default: the repository root). The
+    first failing notebook stops the run with ``NotebookFailed``; the ones before it are kept.
+    """
+    prof = (
+        profile
+        if isinstance(profile, Profile)
+        else load_profile(profile, profiles_dir=profiles_dir, notebooks_dir=notebooks_dir)
+    )
+    selection = prof.select(only)
+    # --force applies to what was asked for, not to the dependencies pulled in with it.
+    asked = {match_notebook(t, prof.notebooks, prof.name) for t in only} if only else selection
+    out_dir = profile_dir(prof.name, runs_root)
+    manifest = read_manifest(out_dir)
+    pkg = package_hash()
+    keys: dict[str, str] = {}
+    runs: list[NotebookRun] = []
+
+    plan = []
+    for name in selection:
+        spec = prof.notebooks[name]
+        params = resolved_params(prof.name, name, spec.params, out_dir)
+        parts = {
+            "source": source_hash(spec.path),
+            "params": params_hash(params),
+            "package": pkg,
+            "deps": _sha(json.dumps([keys[d] for d in spec.depends_on]).encode()),
+        }
+        keys[name] = _sha(json.dumps(parts, sort_keys=True).encode())
+        output = out_dir / "notebooks" / f"{name}.ipynb"
+        stale = _stale_reason(manifest["notebooks"].get(name), parts, output)
+        if force and not stale and name in asked:
+            stale = "forced"
+        plan.append((name, spec, params, parts, output, stale))
+
+    if dry_run:
+        for name, _spec, params, _parts, output, stale in plan:
+            lines = describe(name, params)
+            action = f"would execute ({stale})" if stale else "up to date, would reuse"
+            log(f"[{prof.name}] {name}: {action} -> {output}")
+            for line in lines:
+                log(f"    {line}")
+            runs.append(NotebookRun(name, "planned", keys[name], params, output, reason=stale))
+            runs[-1].lines = lines
+        return runs
+
+    import papermill
+    from tqdm.auto import tqdm
+
+    if any(stale for *_, stale in plan):
+        manifest["environment"] = envinfo.environment()
+    manifest["profile"] = prof.name
+    bar = tqdm(plan, desc=f"book[{prof.name}]", unit="nb", disable=not progress, file=sys.stderr)
+    for name, spec, params, parts, output, stale in bar:
+        bar.set_postfix_str(name)
+        if not stale:
+            entry = manifest["notebooks"][name]
+            runs.append(NotebookRun(name, "cached", keys[name], params, output, entry["wall_s"]))
+            bar.write(f"{name}: up to date, reused ({entry['wall_s']:.1f} s when executed)")
+            continue
+        bar.write(f"{name}: executing ({stale})")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        partial = output.with_name(f"{name}.partial.ipynb")
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(spec.path),
+                str(partial),
+                parameters=params,
+                kernel_name=KERNEL,
+                cwd=str(cwd or paths.repo_root()),
+                progress_bar=progress,
+            )
+        except Exception as err:  # noqa: BLE001 - any failure is recorded, then re-raised
+            summary = _summarise_failure(err, partial)
+            manifest["notebooks"][name] = {
+                "status": "failed",
+                "error": summary,
+                "wall_s": time.perf_counter() - t0,
+                "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            }
+            _write_manifest(out_dir, manifest)
+            bar.close()
+            raise NotebookFailed(f"[{prof.name}] {name} failed: {summary}") from err
+        wall = time.perf_counter() - t0
+        os.replace(partial, output)
+        manifest["notebooks"][name] = {
+            "status": "ok",
+            "key": keys[name],
+            "hashes": parts,
+            "params": params,
+            "wall_s": wall,
+            "output": output.relative_to(out_dir).as_posix(),
+            "run_dir": params["run_dir"],
+            "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        _write_manifest(out_dir, manifest)
+        runs.append(NotebookRun(name, "executed", keys[name], params, output, wall, stale))
+        bar.write(f"{name}: done in {wall:.1f} s")
+    bar.close()
+    _write_manifest(out_dir, manifest)
+    return runs

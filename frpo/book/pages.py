@@ -1,0 +1,187 @@
+"""Pages written at build time from ``runs/<profile>/`` files (never typed by hand):
+the scoreboard on the front page, the reproducibility tables and the table of contents."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CLAIM_KEYS = ("id", "claim", "paper", "value", "interval", "seeds", "verdict", "notebook")
+SCOREBOARD_MARK = "<!-- frpo:scoreboard -->"
+REPRO_MARK = "<!-- frpo:reproducibility -->"
+
+
+def _cell(value: Any) -> str:
+    """A markdown table cell: numbers to 4 significant digits, pipes and newlines escaped."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def load_claims(path: Path) -> list[dict[str, Any]] | None:
+    """The claims of ``claims.json`` (None when the file does not exist), each checked for the
+    keys notebook 10 writes: id, claim, paper, value, interval, seeds, verdict, notebook."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    claims = json.loads(path.read_text())
+    if not isinstance(claims, list):
+        raise ValueError(f"{path}: expected a list of claims, got {type(claims).__name__}")
+    for i, claim in enumerate(claims):
+        if not isinstance(claim, dict):
+            raise ValueError(f"{path}: claim #{i} is a {type(claim).__name__}, not a mapping")
+        missing = [k for k in CLAIM_KEYS if k not in claim]
+        if missing:
+            raise ValueError(f"{path}: claim {claim.get('id', f'#{i}')!r} lacks {missing}")
+    return claims
+
+
+def chapter_for(reference: Any, chapters: list[str]) -> str | None:
+    """The chapter a claim's ``notebook`` field points at (full name, file name or ``NN``)."""
+    if not reference:
+        return None
+    stem = Path(str(reference)).stem
+    if stem in chapters:
+        return stem
+    hits = [c for c in chapters if c.split("_", 1)[0] == stem.split("_", 1)[0]]
+    return hits[0] if len(hits) == 1 else None
+
+
+def notebook_title(path: Path) -> str:
+    """The first ``# heading`` of a notebook's markdown cells, else its file name."""
+    nb = json.loads(Path(path).read_text())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        src = cell.get("source", "")
+        for line in ("".join(src) if isinstance(src, list) else src).splitlines():
+            if line.startswith("# "):
+                return line[2:].strip()
+    return Path(path).stem
+
+
+def scoreboard_md(
+    claims: list[dict[str, Any]] | None,
+    chapters: list[str],
+    profile: str,
+    titles: dict[str, str] | None = None,
+) -> str:
+    """The front-page scoreboard: a table with a link per claim to its chapter (link text: the
+    chapter's title from ``titles``, else its name), or a visible notice when the claims have
+    not been computed for this profile."""
+    titles = titles or {}
+    head = [
+        "(scoreboard)=",
+        "## Scoreboard",
+        "",
+        f"This build renders the **{profile}** profile: the executed notebooks and the files of "
+        f"`runs/{profile}/`.",
+        "",
+    ]
+    if claims is None:
+        return "\n".join(
+            [
+                *head,
+                ":::{warning} Scoreboard not yet computed",
+                f"`runs/{profile}/claims.json` does not exist: notebook 10 (the claims scoreboard) "
+                f"has not been executed for the **{profile}** profile. Run "
+                f"`frpo book run --profile {profile}` and build again.",
+                ":::",
+                "",
+            ]
+        )
+    lines = [
+        *head,
+        f"Each row is one claim of the paper, checked at this profile's scale. *Value* and "
+        f"*interval* are this reproduction's numbers (from `runs/{profile}/claims.json`), *seeds* "
+        "how many seeds they rest on; *paper* is what the paper reports.",
+        "",
+        "| Claim | Statement | Paper | Value | Interval | Seeds | Verdict | Notebook |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in claims:
+        target = chapter_for(c["notebook"], chapters)
+        link = (
+            f"[{_cell(titles.get(target, target))}](notebooks/{target}.ipynb)"
+            if target
+            else f"{_cell(c['notebook'])} (not in this build)"
+        )
+        seeds = c["seeds"]
+        seeds = len(seeds) if isinstance(seeds, list | tuple) else seeds
+        row = [c["id"], c["claim"], c["paper"], c["value"], c["interval"], seeds, c["verdict"]]
+        lines.append("| " + " | ".join([*(_cell(v) for v in row), link]) + " |")
+    return "\n".join([*lines, ""])
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return [*out, ""]
+
+
+def reproducibility_md(manifest: dict, chapters: list[str], profile: str) -> str:
+    """Environment, package versions and time per notebook, from ``manifest.json``."""
+    env = manifest.get("environment") or {}
+    nbs = manifest.get("notebooks", {})
+    lines = [f"## Profile `{profile}`", ""]
+    if not env:
+        lines += ["No environment was recorded in the manifest.", ""]
+    else:
+        lines += ["### Hardware and platform", ""]
+        lines += _table(
+            ["Item", "Value"],
+            [
+                ["Python", env.get("python")],
+                ["Platform", env.get("platform")],
+                ["CPU", env.get("cpu")],
+                ["CPU cores", env.get("cpu_count")],
+                ["Memory (GiB)", env.get("memory_gib")],
+                ["GPUs", "; ".join(env.get("gpus") or []) or "none"],
+            ],
+        )
+        lines += ["### Package versions", ""]
+        lines += _table(["Package", "Version"], sorted(env.get("packages", {}).items()))
+    lines += ["### Time per notebook", ""]
+    rows, total = [], 0.0
+    for name in chapters:
+        e = nbs.get(name, {})
+        wall = e.get("wall_s")
+        total += wall or 0.0
+        key = (e.get("key") or "")[:12]
+        rows.append([f"[{name}](notebooks/{name}.ipynb)", wall, e.get("finished_at"), key])
+    rows.append(["**total**", total, "", ""])
+    lines += _table(["Notebook", "Wall time (s)", "Finished (UTC)", "Cache key"], rows)
+    lines += ["### Parameters", ""]
+    for name in chapters:
+        params = nbs.get(name, {}).get("params", {})
+        lines += [f"`{name}`:", "", "```json", json.dumps(params, indent=1, sort_keys=True), "```"]
+        lines += [""]
+    return "\n".join(lines)
+
+
+def fill(template: str, mark: str, content: str, page: str) -> str:
+    """Replace the line ``mark`` of a source page by generated content."""
+    if mark not in template:
+        raise ValueError(f"book page {page} lacks the marker {mark}")
+    return template.replace(mark, content)
+
+
+def toc_yaml(chapters: list[str], pages: list[str]) -> str:
+    """``_toc.yml``: the front page, the prose pages, one chapter per notebook, reproducibility."""
+    parts = [
+        {"caption": "About", "chapters": [{"file": p} for p in pages]},
+        {"caption": "Notebooks", "chapters": [{"file": f"notebooks/{c}"} for c in chapters]},
+        {"caption": "Reproducibility", "chapters": [{"file": "reproducibility"}]},
+    ]
+    toc = {"format": "jb-book", "root": "intro", "parts": parts}
+    return "# Generated by frpo.book.build; do not edit.\n" + yaml.safe_dump(toc, sort_keys=False)

@@ -1,0 +1,77 @@
+"""``frpo`` command line: a thin shell over ``frpo.book``.
+
+    frpo book run   --profile P [--only NN ...] [--dry-run] [--force]
+    frpo book build --profile P [--allow-missing]
+    frpo book check --profile P
+
+Errors in input (unknown profile, parameter typo, failing notebook) print one message and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="frpo", description=__doc__.splitlines()[0])
+    top = parser.add_subparsers(dest="group", required=True)
+    book = top.add_parser("book", help="execute notebooks and build the Jupyter Book")
+    cmds = book.add_subparsers(dest="command", required=True)
+
+    run = cmds.add_parser("run", help="execute a profile's notebooks with papermill")
+    run.add_argument("--profile", default="toy", help="profiles/<P>.yaml (default: toy)")
+    run.add_argument("--only", nargs="+", metavar="NN", help="notebooks to run (NN or full name)")
+    run.add_argument("--dry-run", action="store_true", help="validate and print, execute nothing")
+    run.add_argument("--force", action="store_true", help="re-execute even when up to date")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    build = cmds.add_parser("build", help="assemble and build the book of a profile")
+    build.add_argument("--profile", default="toy")
+    build.add_argument(
+        "--allow-missing", action="store_true", help="build even if some notebooks never ran"
+    )
+    build.add_argument("--no-check", action="store_true", help="skip the HTML checks")
+
+    check = cmds.add_parser("check", help="check a built book's links, images and chapters")
+    check.add_argument("--profile", default="toy")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from frpo.book import build_book, check_profile, run_profile
+    from frpo.book.execute import NotebookFailed
+
+    try:
+        if args.command == "run":
+            runs = run_profile(
+                args.profile,
+                only=args.only,
+                dry_run=args.dry_run,
+                force=args.force,
+                progress=not args.quiet,
+            )
+            if not args.dry_run:
+                done = sum(r.status == "executed" for r in runs)
+                print(f"{args.profile}: {done} executed, {len(runs) - done} reused")
+            return 0
+        if args.command == "build":
+            html = build_book(args.profile, allow_missing=args.allow_missing)
+            print(f"book built: {html / 'intro.html'}")
+            if args.no_check:
+                return 0
+        problems = check_profile(args.profile)
+        for line in problems:
+            print(f"check: {line}", file=sys.stderr)
+        if problems:
+            return 1
+        print(f"{args.profile}: book checks passed")
+        return 0
+    except (ValueError, NotebookFailed, RuntimeError) as err:
+        print(f"frpo: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Profiles: validation against the notebooks' declared parameters, dependency order, selection,
+and the dry-run description (``frpo.book.plan``). Executes no notebook."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from test_book_fixtures import make_fixture_repo
+
+from frpo.book import plan
+from frpo.book.execute import run_profile
+from frpo.book.profiles import available_profiles, load_profile
+from frpo.paths import repo_root
+
+
+@pytest.fixture()
+def repo(tmp_path):
+    return make_fixture_repo(tmp_path)
+
+
+def _write(dirs, name, notebooks):
+    (dirs["profiles_dir"] / f"{name}.yaml").write_text(yaml.safe_dump({"notebooks": notebooks}))
+
+
+def _load(dirs, name="fix"):
+    return load_profile(
+        name, profiles_dir=dirs["profiles_dir"], notebooks_dir=dirs["notebooks_dir"]
+    )
+
+
+def test_valid_profile_loads_in_dependency_order(repo):
+    prof = _load(repo)
+    # The YAML lists 02_beta first; it depends on 01_alpha, which must run before it.
+    assert list(prof.notebooks) == ["01_alpha", "02_beta"]
+    alpha = prof.notebooks["01_alpha"]
+    assert alpha.params == {"n": 2, "scale": 1.0}
+    assert set(alpha.declared) == {"profile", "run_dir", "seed", "n", "scale"}
+    assert prof.notebooks["02_beta"].depends_on == ("01_alpha",)
+
+
+def test_parameter_typo_is_an_error_naming_it_and_the_closest_name(repo):
+    _write(repo, "typo", {"01_alpha": {"params": {"sclae": 2.0}}})
+    with pytest.raises(ValueError, match=r"unknown parameter 'sclae' \(did you mean 'scale'\?\)"):
+        _load(repo, "typo")
+
+
+def test_every_problem_is_reported_at_once(repo):
+    _write(
+        repo,
+        "bad",
+        {
+            "01_alpha": {"params": {"n": "three", "run_dir": "x"}, "dependson": []},
+            "02_beta": {"depends_on": ["01_alfa"]},
+            "03_missing": {},
+        },
+    )
+    with pytest.raises(ValueError) as err:
+        _load(repo, "bad")
+    msg = str(err.value)
+    assert "parameter 'n' = 'three' is a str, but the notebook's default 3 is a int" in msg
+    assert "'run_dir' is set by the runner" in msg
+    assert "unknown key 'dependson' (did you mean 'depends_on'?)" in msg
+    assert "depends on unknown notebook '01_alfa'" in msg
+    assert "03_missing" in msg and "no notebook file" in msg
+
+
+def test_a_notebook_left_out_of_a_profile_is_an_error(repo):
+    _write(repo, "partial", {"01_alpha": {}})
+    with pytest.raises(ValueError, match="notebook '02_beta' .* is not in this profile"):
+        _load(repo, "partial")
+
+
+def test_int_is_accepted_for_a_float_default_but_bool_is_not(repo):
+    _write(repo, "num", {"01_alpha": {"params": {"scale": 2, "n": 4}}, "02_beta": {}})
+    assert _load(repo, "num").notebooks["01_alpha"].params == {"scale": 2, "n": 4}
+    _write(repo, "boolean", {"01_alpha": {"params": {"n": True}}, "02_beta": {}})
+    with pytest.raises(ValueError, match="'n' = True is a bool"):
+        _load(repo, "boolean")
+
+
+def test_unknown_profile_is_an_error_with_a_suggestion(repo):
+    with pytest.raises(ValueError, match=r"unknown profile 'fx' \(did you mean 'fix'\?\)"):
+        _load(repo, "fx")
+
+
+def test_dependency_cycle_is_an_error(repo):
+    _write(
+        repo,
+        "cycle",
+        {"01_alpha": {"depends_on": ["02_beta"]}, "02_beta": {"depends_on": ["01_alpha"]}},
+    )
+    with pytest.raises(ValueError, match="dependency cycle 01_alpha -> 02_beta -> 01_alpha"):
+        _load(repo, "cycle")
+
+
+def test_notebook_without_injected_parameters_is_rejected(repo):
+    from test_book_fixtures import write_notebook
+
+    write_notebook(repo["notebooks_dir"] / "03_bare.ipynb", "Bare", "seed = 0\n", "pass\n")
+    _write(repo, "bare", {"01_alpha": {}, "02_beta": {}, "03_bare": {}})
+    with pytest.raises(ValueError, match="must declare profile, run_dir"):
+        _load(repo, "bare")
+
+
+def test_select_by_number_pulls_in_dependencies(repo):
+    prof = _load(repo)
+    assert prof.select(None) == ["01_alpha", "02_beta"]
+    assert prof.select(["01"]) == ["01_alpha"]
+    assert prof.select(["02"]) == ["01_alpha", "02_beta"]
+    assert prof.select(["02_beta"]) == ["01_alpha", "02_beta"]
+    with pytest.raises(ValueError, match=r"no notebook '02_bta' \(did you mean '02_beta'\?\)"):
+        prof.select(["02_bta"])
+
+
+def test_dry_run_resolves_parameters_and_executes_nothing(repo, capsys):
+    runs = run_profile("fix", dry_run=True, **repo)
+    assert [r.status for r in runs] == ["planned", "planned"]
+    alpha = runs[0]
+    # profile and run_dir are injected; run_dir is absolute because runs_root is outside the repo.
+    assert alpha.params == {
+        "n": 2,
+        "scale": 1.0,
+        "profile": "fix",
+        "run_dir": str((repo["runs_root"] / "fix" / "01_alpha").resolve()),
+    }
+    assert alpha.reason == "never executed"
+    out = capsys.readouterr().out
+    assert "01_alpha: would execute (never executed)" in out
+    assert "    scale = 1.0" in out and "    fail = False" in out
+    assert not (repo["runs_root"] / "fix" / "notebooks").exists()
+
+
+def test_describe_lists_parameters_then_stage_launch_commands():
+    plan.register_launcher("fixture_stage", lambda spec: [f"launch --model {spec['model']}"])
+    params = {
+        "seed": 1,
+        "train": {"stage": "fixture_stage", "model": "m1"},
+        "sweep": [{"stage": "fixture_stage", "model": "m2"}, 3],
+    }
+    assert plan.describe("01_x", params) == [
+        "seed = 1",
+        "sweep = [{'stage': 'fixture_stage', 'model': 'm2'}, 3]",
+        "train = {'stage': 'fixture_stage', 'model': 'm1'}",
+        "launch[sweep]: launch --model m2",
+        "launch[train]: launch --model m1",
+    ]
+
+
+def test_stage_spec_without_launcher_is_an_error():
+    with pytest.raises(ValueError, match="unknown stage 'no_such_stage'"):
+        plan.describe("01_x", {"train": {"stage": "no_such_stage"}})
+
+
+@pytest.mark.parametrize("name", ["smoke", "toy", "paper"])
+def test_repository_profiles_validate(name):
+    """The committed profiles resolve against the committed notebooks (dry run of each)."""
+    assert name in available_profiles()
+    prof = load_profile(name)
+    for nb in prof.notebooks.values():
+        assert nb.path.parent == repo_root() / "notebooks"
+    runs = run_profile(prof, dry_run=True, runs_root=repo_root() / "runs")
+    assert [r.name for r in runs] == list(prof.notebooks)
+
+
+def test_run_specs_of_frpo_stages_get_their_accelerate_command():
+    from frpo.stages.launch import launch_command
+    from frpo.stages.spec import RLSpec, run_name, to_dict
+
+    spec = RLSpec(method="frpo", lam=0.5, batch_size=32)
+    params = {"profile": "paper", "n_gpus": 4, "train": to_dict(spec)}
+    lines = plan.describe("05_x", params)
+    want = launch_command(spec, f"runs/paper/specs/{run_name(spec)}.json", 4, "paper")
+    assert lines[-1] == f"launch[train]: {want}"
+    assert "-m frpo.stages.rlhf" in want and "configs/accelerate/4gpu.yaml" in want
+    bad = {**to_dict(spec), "lamda": 0.5}  # a typo inside a stage spec is an error too
+    with pytest.raises(ValueError, match="lamda"):
+        plan.describe("05_x", {"profile": "paper", "train": bad})
