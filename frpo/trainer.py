@@ -35,7 +35,16 @@ coefficients carrying 1/n_groups of its own batch). Each micro-batch therefore r
 P * (steps_per_generation / gradient_accumulation_steps) * surrogate, and the optimiser step sees
 the gradient of the mean over groups of the whole step's batch. The KL term (TRL's k3,
 ``exp(ref - logp) - (ref - logp) - 1`` per token, TRL's reference log-probs) is aggregated as TRL's
-default ``loss_type="dapo"``: a token mean over the generation batch (``num_items_in_batch``).
+default ``loss_type="dapo"``: a token mean over the generation batch (``num_items_in_batch``);
+with several generation batches per optimiser step, the mean of their token means (as TRL). The
+FRPO part of such a step is exactly frpo_loss on the union of the batches as long as every
+generation batch has the same number of non-empty groups (always, unless all G completions of a
+prompt are empty).
+
+Tested (tests/test_trainer_exact.py, test_trainer_distributed.py): the parameters after one SGD
+step equal a hand step on ``frpo_loss`` of the whole batch + beta * KL, to ~1e-7 relative to the
+step (the floor set by TRL's float32 log-prob kernel), for one micro-batch, two micro-batches with
+split groups, two generations per step, and two gloo processes with a group straddling them.
 """
 
 from __future__ import annotations

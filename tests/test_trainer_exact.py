@@ -84,3 +84,16 @@ def test_one_process_two_micro_batches_split_groups(tiny_path, tmp_path):
     _tiny.naive_step(naive, batches, lam=args.lam, epsilon=args.epsilon, lr=LR,
                      scale=loss_scale_factor(args.lam, args.loss_scale), n_micro=2)  # fmt: skip
     assert _tiny.max_rel_diff(plain, _params(naive), start) > 1e-3
+
+
+def test_one_process_two_generations_per_step(tiny_path, tmp_path):
+    # gradient_accumulation_steps = 2 x steps_per_generation: two generation batches (2 groups
+    # each) feed one optimiser step; the step is that of frpo_loss on all 4 groups. beta = 0 here:
+    # with beta > 0 the KL is a token mean per generation batch (as TRL's "dapo"), averaged.
+    start, after, batches, args = _train_one_step(
+        tiny_path, tmp_path, per_device_train_batch_size=8, gradient_accumulation_steps=2,
+        steps_per_generation=1, lam=0.5, beta=0.0,
+    )  # fmt: skip
+    assert len(batches) == 2 and len(set(_tiny.prompt_group_ids(batches).tolist())) == 4
+    ref = _reference(tiny_path, batches, args)
+    assert _tiny.max_rel_diff(ref, after, start) < 1e-6
