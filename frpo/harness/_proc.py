@@ -1,0 +1,47 @@
+"""The process boundary of the evaluation harnesses: check a tool is installed, run it.
+
+Tests replace :data:`RUNNER` (or pass ``runner=``) to assert the command line without running it.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+Runner = Callable[..., subprocess.CompletedProcess]
+RUNNER: Runner = subprocess.run
+
+
+def require_module(module: str, package: str, extra: str = "paper") -> None:
+    """Raise ImportError naming the pip extra when ``module`` cannot be imported."""
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(
+            f"{package} is not installed: pip install 'frpo[{extra}]' "
+            f"(or conda env create -f environment-gpu.yml)"
+        )
+
+
+def run_tool(
+    cmd: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    runner: Runner | None = None,
+) -> None:
+    """Run ``cmd`` (no shell); RuntimeError with the command and exit code when it fails."""
+    full_env = {**os.environ, **(env or {})}
+    result = (runner or RUNNER)(list(cmd), env=full_env, cwd=cwd, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"command failed with exit code {result.returncode}: {' '.join(cmd)}")
+
+
+def newest(pattern: str | os.PathLike, what: str) -> Path:
+    """The most recently modified file matching a recursive glob; FileNotFoundError if none."""
+    found = [Path(p) for p in glob.glob(str(pattern), recursive=True)]
+    if not found:
+        raise FileNotFoundError(f"no {what} found at {pattern}")
+    return max(found, key=lambda p: p.stat().st_mtime)

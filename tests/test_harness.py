@@ -1,0 +1,214 @@
+"""Evaluation harnesses with their processes mocked, on results files in the real formats."""
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frpo.harness import codeeval, lmeval, paper_trainer_overrides
+from frpo.harness._proc import require_module, run_tool
+
+FIXTURES = Path(__file__).parent / "fixtures" / "harness"
+
+
+class FakeRunner:
+    """Stands in for subprocess.run: records the command, writes what the tool would write."""
+
+    def __init__(self, write, returncode=0):
+        self.write, self.returncode, self.calls = write, returncode, []
+
+    def __call__(self, cmd, env=None, cwd=None, check=False):
+        self.calls.append((cmd, env))
+        self.write(cmd)
+        return subprocess.CompletedProcess(cmd, self.returncode)
+
+
+def _arg(cmd, flag):
+    return cmd[cmd.index(flag) + 1]
+
+
+def test_lm_eval_command_math500():
+    cmd = lmeval.lm_eval_command("/m/grpo", "math500", "/out", tensor_parallel_size=4)
+    assert cmd[:3] == [sys.executable, "-m", "lm_eval"]
+    assert _arg(cmd, "--model") == "vllm"
+    assert _arg(cmd, "--model_args") == (
+        "pretrained=/m/grpo,tensor_parallel_size=4,dtype=bfloat16,"
+        "gpu_memory_utilization=0.9,max_gen_toks=2048"
+    )
+    assert _arg(cmd, "--tasks") == "minerva_math500"
+    assert _arg(cmd, "--num_fewshot") == "0"
+    assert "--apply_chat_template" in cmd
+    assert _arg(cmd, "--system_instruction") == (
+        "Please reason step by step, and put your final answer within \\boxed{}."
+    )
+    assert _arg(cmd, "--gen_kwargs") == "temperature=0"
+    assert _arg(cmd, "--output_path") == "/out"
+    assert "--confirm_run_unsafe_code" not in cmd
+
+
+def test_lm_eval_command_other_benchmarks():
+    mmlu = lmeval.lm_eval_command("/m", "mmlu", "/o")
+    assert _arg(mmlu, "--tasks") == "mmlu" and _arg(mmlu, "--num_fewshot") == "5"
+    assert "--apply_chat_template" not in mmlu
+    he = lmeval.lm_eval_command("/m", "humaneval", "/o", limit=3)
+    assert "--confirm_run_unsafe_code" in he and _arg(he, "--limit") == "3"
+    gsm = lmeval.lm_eval_command("/m", "gsm8k_maj8", "/o")
+    assert _arg(gsm, "--tasks") == "gsm8k_cot_self_consistency" and "--num_fewshot" not in gsm
+    with pytest.raises(ValueError, match="unknown benchmark 'bbh'"):
+        lmeval.lm_eval_command("/m", "bbh", "/o")
+    with pytest.raises(ValueError, match="tensor_parallel_size"):
+        lmeval.lm_eval_command("/m", "mmlu", "/o", tensor_parallel_size=0)
+
+
+def test_parse_lm_eval_results():
+    assert lmeval.parse_results(FIXTURES / "lm_eval_results_math500.json", "math500") == {
+        "frpo/math500/exact_match": 0.644,
+        "frpo/math500/math_verify": 0.652,
+    }
+    assert lmeval.parse_results(FIXTURES / "lm_eval_results_mmlu.json", "mmlu") == {
+        "frpo/mmlu/acc": 0.5412
+    }
+    assert lmeval.parse_results(FIXTURES / "lm_eval_results_gsm8k_sc.json", "gsm8k_maj8") == {
+        "frpo/gsm8k_maj8/maj@8": 0.562
+    }
+    with pytest.raises(ValueError, match="task 'ifeval' not found"):
+        lmeval.parse_results(FIXTURES / "lm_eval_results_mmlu.json", "ifeval")
+
+
+def test_parse_lm_eval_missing_required_metric(tmp_path):
+    data = json.loads((FIXTURES / "lm_eval_results_math500.json").read_text())
+    del data["results"]["minerva_math500"]["exact_match,none"]
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="metric 'exact_match,none' of task 'minerva_math500'"):
+        lmeval.parse_results(tmp_path / "r.json", "math500")
+
+
+def test_run_lm_eval_end_to_end_with_mocked_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(lmeval, "require_module", lambda *a: None)
+    fixtures = {
+        "minerva_math500": "lm_eval_results_math500.json",
+        "mmlu": "lm_eval_results_mmlu.json",
+    }
+
+    def write(cmd):  # lm-eval's layout: <output_path>/<sanitized model>/results_<date>.json
+        out = Path(_arg(cmd, "--output_path")) / "__m__grpo"
+        out.mkdir(parents=True)
+        shutil.copy(
+            FIXTURES / fixtures[_arg(cmd, "--tasks")], out / "results_2026-11-22T03-00-00.json"
+        )
+
+    runner = FakeRunner(write)
+    metrics = lmeval.run_lm_eval("/m/grpo", ["math500", "mmlu"], tmp_path, runner=runner)
+    assert metrics == {
+        "frpo/math500/exact_match": 0.644,
+        "frpo/math500/math_verify": 0.652,
+        "frpo/mmlu/acc": 0.5412,
+    }
+    assert [_arg(c, "--tasks") for c, _ in runner.calls] == ["minerva_math500", "mmlu"]
+    assert runner.calls[0][1]["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+    assert _arg(runner.calls[1][0], "--output_path") == str(tmp_path / "mmlu")
+
+
+def test_failed_process_and_missing_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(lmeval, "require_module", lambda *a: None)
+    with pytest.raises(RuntimeError, match="exit code 3: .* -m lm_eval"):
+        lmeval.run_lm_eval("/m", ["mmlu"], tmp_path, runner=FakeRunner(lambda c: None, 3))
+    with pytest.raises(FileNotFoundError, match="no lm-eval results"):
+        lmeval.run_lm_eval("/m", ["mmlu"], tmp_path, runner=FakeRunner(lambda c: None))
+
+
+def test_missing_tool_names_the_extra(tmp_path):
+    with pytest.raises(ImportError, match=r"tool-x is not installed: pip install 'frpo\[paper\]'"):
+        require_module("frpo_surely_not_a_module", "tool-x")
+    if importlib.util.find_spec("lm_eval") is None:  # the CPU environment has no lm-eval
+        with pytest.raises(ImportError, match="lm-eval is not installed"):
+            lmeval.run_lm_eval("/m", ["mmlu"], tmp_path, runner=FakeRunner(lambda c: None))
+
+
+def test_run_tool_passes_env_and_no_shell():
+    seen = []
+
+    def runner(cmd, env=None, cwd=None, check=False):
+        seen.append((cmd, env["FRPO_X"]))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    run_tool(["echo", "a b"], env={"FRPO_X": "1"}, runner=runner)
+    assert seen == [(["echo", "a b"], "1")]
+
+
+def test_evalplus_command():
+    cmd = codeeval.evalplus_command("/m/sft", "mbpp", "/out/evalplus", tensor_parallel_size=2)
+    assert cmd == [
+        sys.executable,
+        "-m",
+        "evalplus.evaluate",
+        "--model",
+        "/m/sft",
+        "--dataset",
+        "mbpp",
+        "--backend",
+        "vllm",
+        "--greedy",
+        "--tp",
+        "2",
+        "--root",
+        "/out/evalplus",
+    ]
+    with pytest.raises(ValueError, match="unknown EvalPlus dataset 'apps'"):
+        codeeval.evalplus_command("/m", "apps", "/o")
+
+
+def test_parse_evalplus_results(tmp_path):
+    # 4 tasks: base passes 3 (0.75); base and plus both pass 2 (0.5), matching pass_at_k.
+    got = codeeval.parse_results(FIXTURES / "evalplus_mbpp_eval_results.json", "mbpp")
+    assert got == {"frpo/mbpp_plus/base_pass@1": 0.75, "frpo/mbpp_plus/plus_pass@1": 0.5}
+    data = json.loads((FIXTURES / "evalplus_mbpp_eval_results.json").read_text())
+    data["pass_at_k"]["plus"]["pass@1"] = 0.6
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="reported plus pass@1 0.6 but statuses give 0.5"):
+        codeeval.parse_results(tmp_path / "bad.json", "mbpp")
+    (tmp_path / "empty.json").write_text(json.dumps({"eval": {}}))
+    with pytest.raises(ValueError, match="no 'eval' entries"):
+        codeeval.parse_results(tmp_path / "empty.json", "mbpp")
+
+
+def test_run_evalplus_with_mocked_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(codeeval, "require_module", lambda *a: None)
+
+    def write(cmd):  # evalplus 0.3.1 layout: <root>/<dataset>/<model id>_vllm_temp_0.0_eval_...
+        out = Path(_arg(cmd, "--root")) / _arg(cmd, "--dataset")
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(
+            FIXTURES / "evalplus_mbpp_eval_results.json",
+            out / "m--sft_vllm_temp_0.0_eval_results.json",
+        )
+
+    runner = FakeRunner(write)
+    got = codeeval.run_evalplus("/m/sft", ["mbpp"], tmp_path, runner=runner)
+    assert got == {"frpo/mbpp_plus/base_pass@1": 0.75, "frpo/mbpp_plus/plus_pass@1": 0.5}
+    assert runner.calls[0][0][-2:] == ["--root", str(tmp_path / "evalplus")]
+
+
+def test_paper_trainer_overrides_are_grpo_config_fields(tmp_path):
+    from trl import GRPOConfig
+
+    over = paper_trainer_overrides(8, vllm_tensor_parallel_size=2)
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert set(over) <= fields
+    assert over["use_vllm"] is True and over["vllm_mode"] == "colocate" and over["bf16"] is True
+    assert over["model_init_kwargs"]["attn_implementation"] == "flash_attention_2"
+    assert over["gradient_checkpointing"] is True
+    # GRPOConfig accepts every value (bf16 switched off only because this machine has no GPU).
+    cfg = GRPOConfig(output_dir=str(tmp_path), **{**over, "bf16": False})
+    assert cfg.vllm_tensor_parallel_size == 2 and cfg.vllm_gpu_memory_utilization == 0.3
+    with pytest.raises(ValueError, match="must divide n_gpus=4"):
+        paper_trainer_overrides(4, vllm_tensor_parallel_size=3)
+    with pytest.raises(ValueError, match="n_gpus must be >= 1"):
+        paper_trainer_overrides(0)
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        paper_trainer_overrides(1, vllm_gpu_memory_utilization=1.5)
