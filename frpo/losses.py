@@ -171,22 +171,25 @@ class _ClippedSequenceRatio(torch.autograd.Function):
     """sum_t min(ratio_t, 1 + eps) * mask_t per row, with a one-pass backward.
 
     Autograd through exp/clamp/mul would keep several (B, T) tensors alive until backward; this
-    keeps one, w = ratio * [ratio <= 1 + eps] * mask = d(sum)/d log pi_theta, and the backward is
-    a single multiply. Inputs: per_token_logps (B, T), old (B, T) detached, mask (B, T) float.
-    Returns (B,) sums and the (B, T) bool of clipped tokens (not differentiable).
+    allocates one float (B, T) buffer, reused in place for ratio, its clipped masked value and
+    finally w = ratio * [ratio <= 1 + eps] * mask = d(sum)/d log pi_theta, which it keeps for a
+    single-multiply backward. Inputs: per_token_logps (B, T), old (B, T) detached, mask (B, T)
+    float. Returns the (B,) sums and the mask-weighted count of clipped tokens (not
+    differentiable).
     """
 
     @staticmethod
     def forward(ctx, per_token_logps, old_per_token_logps, mask, epsilon):
-        ratio = torch.sub(per_token_logps, old_per_token_logps).exp_()  # (B, T)
-        over = ratio > 1.0 + epsilon  # (B, T) clipped tokens
-        ctx.save_for_backward(torch.where(over, 0.0, ratio).mul_(mask))  # (B, T) w
-        sums = ratio.clamp_(max=1.0 + epsilon).mul_(mask).sum(1)  # (B,)
-        ctx.mark_non_differentiable(over)
-        return sums, over
+        buf = torch.sub(per_token_logps, old_per_token_logps).exp_()  # (B, T) ratio
+        over = buf > 1.0 + epsilon  # (B, T) clipped tokens
+        clipped = mask[over].sum()  # only the clipped tokens are gathered
+        sums = buf.clamp_(max=1.0 + epsilon).mul_(mask).sum(1)  # (B,); inf ratios become 1 + eps
+        ctx.save_for_backward(buf.masked_fill_(over, 0.0))  # (B, T) w
+        ctx.mark_non_differentiable(clipped)
+        return sums, clipped
 
     @staticmethod
-    def backward(ctx, grad_sums, _grad_over):
+    def backward(ctx, grad_sums, _grad_clipped):
         (w,) = ctx.saved_tensors
         return w * grad_sums.unsqueeze(1), None, None, None
 
@@ -203,13 +206,13 @@ def _sequence_ratio(
     fraction of completion tokens whose ratio was clipped.
     """
     mask = completion_mask.to(per_token_logps.dtype)  # (B, T)
-    sums, over = _ClippedSequenceRatio.apply(
+    sums, clipped = _ClippedSequenceRatio.apply(
         per_token_logps, old_per_token_logps.detach(), mask, float(epsilon)
     )
     n_tok = mask.sum(1)  # (B,)
     s = sums / n_tok.clamp(min=1.0)  # (B,)
     total = n_tok.sum()
-    clip_frac = (torch.count_nonzero(over & (mask > 0)) / total).item() if total > 0 else 0.0
+    clip_frac = (clipped / total).item() if total > 0 else 0.0
     return s, n_tok > 0, clip_frac
 
 

@@ -460,3 +460,21 @@ def test_group_of_one_with_jackknife_raises():
         frpo_row_coefficients(adv, gids2, mask2[:, 0] > 0, 1.0)
     with pytest.raises(ValueError, match="G >= 2"):
         entropic_advantages(torch.zeros(3, 1), 1.0)
+
+
+def test_overflowing_ratio_is_clipped_not_inf():
+    # exp(200) overflows fp32: a live token is clipped to 1 + eps (no gradient), a masked one is
+    # ignored; loss and gradient stay finite.
+    old = torch.zeros(2, 3)
+    lp = torch.tensor([[200.0, 0.0, 0.0], [0.0, 0.0, 200.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    loss, m = frpo_loss(lp, old, torch.tensor([0.5, -0.5]), mask, torch.tensor([1, 1]), 0.3)
+    g = grad_of(loss, lp)
+    assert torch.isfinite(loss) and torch.isfinite(g).all()
+    assert g[0, 0].item() == 0.0 and g[1, 2].item() == 0.0
+    assert m["frpo/clip_frac"] == pytest.approx(1 / 5)
+    # s = [(1.2 + 1 + 1)/3, 1]; w_i = e^{-A_i/lam} s_i; jackknife with G = 2 (see the group of two)
+    s0 = 3.2 / 3
+    w = [math.exp(-0.5 / 0.3) * s0, math.exp(0.5 / 0.3)]
+    expected = 0.3 * (2 * math.log(sum(w) / 2) - 0.5 * math.log(w[0] * w[1])) - 0.3 * (s0 + 1) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
