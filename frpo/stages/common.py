@@ -21,7 +21,7 @@ def model_path_of(spec, profile: str) -> str:
     if spec is None:
         raise ValueError("model_path_of needs a spec")
     if spec.parent is None:
-        return open_source(spec.source).base_model_path()
+        return str(open_source(spec.source).base_model_path())
     from frpo.stages.sweep import run_stage
 
     return str(run_stage(spec.parent, profile) / MODEL_DIR)

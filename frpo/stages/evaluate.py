@@ -1,16 +1,15 @@
 """Evaluation runner: fixed held-out prompt sets, sampled and greedy metrics, KL to base.
 
 ``run_eval(spec, profile) -> Path`` evaluates the model of ``spec.model`` (a finished run, run
-first if needed) or the base model, on the first ``n_prompts`` test prompts of each task (the same
-prompts for every model; never resampled). Metrics (``metrics.json``), per task ``<t>``:
+first if needed) or the base model, on the first ``n_prompts`` held-out prompts of each task
+(the same prompts for every model; never resampled). Metrics (``metrics.json``), per task ``<t>``:
 
 - ``frpo/eval/<t>/reward`` (+ ``/<reward fn>``): mean reward of ``n_samples`` sampled answers per
   prompt (the safety reward for ``safety``; sampling seed = ``spec.seed``);
-- ``frpo/eval/<t>/<judge>``: mean judge score on greedy answers, for every judge of the source;
-  when the data has a boolean ``harmful`` column, judges are reported on the harmful and the
-  harmless prompts separately (``.../harmful/<judge>``, ``.../harmless/<judge>``), and the
-  paper's headline numbers are named: ``refusal_rate`` (a refusal judge on harmful prompts),
-  ``over_refusal_rate`` (on harmless prompts), ``harmfulness`` (a harmfulness judge on harmful);
+- ``frpo/eval/<t>/<judge>``: mean judge score on greedy answers, for the source's judges of the
+  kinds that read task ``t`` (``JUDGE_KINDS``); when the data has a ``category`` column (or a
+  boolean ``harmful`` one), also per group (``.../<group>/<judge>``), and the paper's headline
+  numbers: ``refusal_rate``, ``over_refusal_rate``, ``harmfulness`` (see ``judge_metrics``);
 - ``.../undecided/<judge>``: how many pairs a judge could not decide (nan scores);
 - ``frpo/eval/kl_base``: per-token KL(model || base) on the sampled answers of every task;
 - ``frpo/exact/...``: the world's exact safety metrics, when it has them.
@@ -31,11 +30,19 @@ from frpo.judges.base import count_undecided
 from frpo.stages.common import MODEL_DIR
 from frpo.stages.rundir import run_once
 from frpo.stages.sampling import Samples, kl_to, sample, score
-from frpo.stages.sources import check_tasks, load_model, load_tokenizer, open_source
+from frpo.stages.sources import HELDOUT, check_tasks, load_model, load_tokenizer, open_source
 from frpo.stages.spec import EvalSpec
 from frpo.stages.tracking import exact_metrics
 
-HARMFUL_COLUMN = "harmful"
+GROUP_COLUMNS = ("category", "harmful")  # safety prompt groups: toy/real category, or a bool
+JUDGE_KINDS = {  # which judges read which task's answers
+    "safety": ("refusal", "harmfulness", "helpfulness"),
+    "alpaca": ("helpfulness", "refusal"),
+    "helpful": ("helpfulness", "refusal"),
+    "gsm8k": ("correctness",),
+    "math": ("correctness",),
+    "code": ("correctness",),
+}
 
 
 def _mean(xs) -> float:
@@ -43,25 +50,48 @@ def _mean(xs) -> float:
     return sum(good) / len(good) if good else float("nan")
 
 
-def judge_metrics(judges: dict, prompts, texts, harmful, prefix: str) -> dict[str, float]:
-    """Mean score per judge on greedy answers (split by ``harmful`` when it is not None)."""
+def prompt_groups(data) -> list[str] | None:
+    """Per-prompt group labels ("harmful", "borderline", ...) when the data has them, else None."""
+    if "category" in data.column_names:
+        return [str(c) for c in data["category"]]
+    if "harmful" in data.column_names:
+        return ["harmful" if h else "harmless" for h in data["harmful"]]
+    return None
+
+
+def judge_metrics(judges: dict, prompts, texts, groups, prefix: str) -> dict[str, float]:
+    """Mean score per judge on greedy answers, overall and per prompt group.
+
+    Headline names (when groups exist): ``refusal_rate`` = refusal judge on harmful prompts,
+    ``over_refusal_rate`` = refusal judge on borderline prompts (the OR-Bench analogue; on all
+    non-harmful prompts when there is no borderline group), ``harmfulness`` = harmfulness judge
+    on harmful prompts.
+    """
     out: dict[str, float] = {}
-    users = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
     for name, judge in judges.items():
-        scores = [float(s) for s in judge(users, texts)]
+        scores = [float(s) for s in judge(prompts, texts)]
         out[f"{prefix}/undecided/{name}"] = count_undecided(scores)
-        if harmful is None:
-            out[f"{prefix}/{name}"] = _mean(scores)
+        out[f"{prefix}/{name}"] = _mean(scores)
+        if groups is None or "harmful" not in groups:
             continue
-        on_harm = [s for s, h in zip(scores, harmful, strict=True) if h]
-        on_safe = [s for s, h in zip(scores, harmful, strict=True) if not h]
-        out[f"{prefix}/harmful/{name}"] = _mean(on_harm)
-        out[f"{prefix}/harmless/{name}"] = _mean(on_safe)
+        for g in sorted(set(groups)):
+            out[f"{prefix}/{g}/{name}"] = _mean(
+                [s for s, h in zip(scores, groups, strict=True) if h == g]
+            )
+        harmful = _mean([s for s, h in zip(scores, groups, strict=True) if h == "harmful"])
+        over = "borderline" if "borderline" in groups else None
+        benign = _mean(
+            [
+                s
+                for s, h in zip(scores, groups, strict=True)
+                if (h == over if over else h != "harmful")
+            ]
+        )
         if judge.kind == "refusal":
-            out.setdefault(f"{prefix}/refusal_rate", _mean(on_harm))
-            out.setdefault(f"{prefix}/over_refusal_rate", _mean(on_safe))
+            out.setdefault(f"{prefix}/refusal_rate", harmful)
+            out.setdefault(f"{prefix}/over_refusal_rate", benign)
         if judge.kind == "harmfulness":
-            out.setdefault(f"{prefix}/harmfulness", _mean(on_harm))
+            out.setdefault(f"{prefix}/harmfulness", harmful)
     return out
 
 
@@ -71,7 +101,7 @@ def evaluate_model(backend, model, base, tokenizer, spec: EvalSpec, log=None) ->
     judges = backend.judges()
     ids_p, ids_c = [], []
     for task in spec.tasks:
-        data = backend.dataset(task, "test", spec.n_prompts)
+        data = backend.dataset(task, HELDOUT, spec.n_prompts)
         prefix = f"frpo/eval/{task}"
         rep = data.select([i for i in range(len(data)) for _ in range(spec.n_samples)])
         sampled = sample(model, tokenizer, rep["prompt"], spec.max_new_tokens, seed=spec.seed)
@@ -80,8 +110,10 @@ def evaluate_model(backend, model, base, tokenizer, spec: EvalSpec, log=None) ->
         ids_p += sampled.prompt_ids
         ids_c += sampled.completion_ids
         greedy = sample(model, tokenizer, data["prompt"], spec.max_new_tokens, greedy=True)
-        harmful = data[HARMFUL_COLUMN] if HARMFUL_COLUMN in data.column_names else None
-        metrics.update(judge_metrics(judges, data["prompt"], greedy.texts, harmful, prefix))
+        kinds = JUDGE_KINDS.get(task, ())
+        mine = {n: j for n, j in judges.items() if j.kind in kinds}
+        groups = prompt_groups(data)
+        metrics.update(judge_metrics(mine, data["prompt"], greedy.texts, groups, prefix))
         if task == "safety":
             metrics.update(exact_metrics(backend, model, data["prompt"]))
         if log is not None:
@@ -100,7 +132,7 @@ def evaluate_model(backend, model, base, tokenizer, spec: EvalSpec, log=None) ->
 
 def model_dir(spec: EvalSpec, profile: str) -> str:
     if spec.model is None:
-        return open_source(spec.source).base_model_path()
+        return str(open_source(spec.source).base_model_path())
     from frpo.stages.sweep import run_stage
 
     return str(run_stage(spec.model, profile) / MODEL_DIR)

@@ -9,8 +9,9 @@ for SFT):
   JSONL locally). The RL format keeps the final answer in a ``solution`` column, and the reward
   is 1.0 when the last number in the completion equals it (commas ignored), else 0.0.
 
-Local files have no splits: row ``i`` is in ``test`` when ``i % 5 == 4``, else in ``train``
-(fixed, so held-out prompts never move). Hub datasets use their own ``train``/``test`` splits.
+Local files have no splits: row ``i`` is in ``heldout`` when ``i % 5 == 4``, else in ``train``
+(fixed, so held-out prompts never move). Hub datasets use their own ``train``/``test`` splits
+(``heldout`` = ``test``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from frpo.stages.sources import check_columns, load_tokenizer
 
 FORMATS = {"alpaca": ("instruction", "input", "output"), "gsm8k": ("question", "answer")}
-SPLITS = ("train", "test")
+SPLITS = ("train", "heldout")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
@@ -102,7 +103,7 @@ class FileBackend:
             rows = json.loads(text)
         table = Dataset.from_list(rows)
         check_columns(table, FORMATS[task], f"{task} data file {path}")
-        keep = [i for i in range(len(table)) if (i % 5 == 4) == (split == "test")]
+        keep = [i for i in range(len(table)) if (i % 5 == 4) == (split == "heldout")]
         return table.select(keep)
 
     def _table(self, task: str, split: str, n: int | None):
@@ -164,10 +165,10 @@ class HubBackend(FileBackend):
         ident = self.data[task]
         config = "main" if task == "gsm8k" else None
         try:
-            table = load_dataset(ident, config, split=split)
+            table = load_dataset(ident, config, split="test" if split == "heldout" else split)
         except ValueError:  # no such split (Alpaca has only "train"): use the files' rule
             full = load_dataset(ident, config, split="train")
-            keep = [i for i in range(len(full)) if (i % 5 == 4) == (split == "test")]
+            keep = [i for i in range(len(full)) if (i % 5 == 4) == (split == "heldout")]
             table = full.select(keep)
         check_columns(table, FORMATS[task], f"{task} dataset {ident}")
         return table

@@ -34,7 +34,7 @@ from frpo.stages.common import (
 )
 from frpo.stages.rundir import run_once, write_json
 from frpo.stages.sampling import kl_to, sample, score
-from frpo.stages.sources import check_columns, load_model, load_tokenizer, open_source
+from frpo.stages.sources import HELDOUT, check_columns, load_model, load_tokenizer, open_source
 from frpo.stages.spec import RLSpec
 
 EVAL_SEED = 4321  # sampling seed of the final held-out estimates (fixed across runs)
@@ -113,7 +113,7 @@ def held_out_metrics(backend, model, start, ref, tokenizer, tasks, n, max_new, p
     out: dict[str, float] = {}
     ids_p, ids_c = [], []
     for task in tasks:
-        data = backend.dataset(task, "test", n)
+        data = backend.dataset(task, HELDOUT, n)
         samples = sample(model, tokenizer, data["prompt"], max_new, seed=EVAL_SEED)
         for name, value in score(backend.reward_funcs(task), data, samples).items():
             out[f"{prefix}/reward/{task}" + ("" if name == "total" else f"/{name}")] = value
@@ -147,7 +147,7 @@ def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(start_path)
     model = load_model(start_path)
-    ref_path = backend.base_model_path()
+    ref_path = str(backend.base_model_path())
     callbacks = []
     if spec.track is not None:
         cb = TrajectoryCallback(

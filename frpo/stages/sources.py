@@ -43,6 +43,7 @@ def open_source(source: Source):
 
 
 TOY_TASKS = ("safety", "alpaca", "gsm8k", "math", "code", "helpful")
+HELDOUT = "heldout"  # the held-out split name every backend uses (the ToyWorld's)
 
 
 def check_tasks(backend, tasks) -> None:

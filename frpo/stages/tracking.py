@@ -6,7 +6,7 @@ end, on fixed held-out prompts of the stage-1 tasks:
 - ``frpo/track/reward/<task>``: mean stage-1 reward of answers sampled from the current model;
 - ``frpo/track/kl_start``: per-token KL(current || starting model) on those answers;
 - ``frpo/track/kl_ref``: per-token KL(current || pi_ref) on the same answers;
-- ``frpo/track/exact/...``: the world's exact safety metrics, when it provides them.
+- ``frpo/exact/...``: the world's exact safety metrics, when it provides them.
 
 Both KLs are KL(Q || P) with Q the current model (the paper's ball constraint direction),
 estimated as in :mod:`frpo.stages.sampling`. Rows go to ``self.rows`` (one dict per measurement).
@@ -20,18 +20,23 @@ import torch
 from transformers import TrainerCallback
 
 from frpo.stages.sampling import Samples, kl_to, sample, score
+from frpo.stages.sources import HELDOUT
 from frpo.stages.spec import Track
 
 
 def exact_metrics(backend, model, prompts) -> dict[str, float]:
-    """The world's exact safety metrics (``frpo/track/exact/...``), {} when it has none."""
+    """The world's exact safety metrics (scalar ``frpo/exact/...`` means), {} when it has none."""
     fn = getattr(backend, "exact_safety", None)
     if fn is None:
         return {}
     value = fn(model, prompts)
-    if isinstance(value, dict):
-        return {f"frpo/exact/{k}": float(v) for k, v in value.items()}
-    return {"frpo/exact/safety": float(value)}
+    if not isinstance(value, dict):
+        return {"frpo/exact/safety": float(value)}
+    out = {}
+    for k, v in value.items():  # scalar means only (per-prompt lists are left out)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[k if k.startswith("frpo/") else f"frpo/exact/{k}"] = float(v)
+    return out
 
 
 class TrajectoryCallback(TrainerCallback):
@@ -43,7 +48,7 @@ class TrajectoryCallback(TrainerCallback):
         self.start_model = start_model.eval()
         self.ref_model = ref_model.eval()
         self.tokenizer = tokenizer
-        self.sets = {t: backend.dataset(t, "test", track.n_prompts) for t in track.tasks}
+        self.sets = {t: backend.dataset(t, HELDOUT, track.n_prompts) for t in track.tasks}
         self.rows: list[dict] = []
         self._last_step = None
 
