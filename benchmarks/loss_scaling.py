@@ -144,6 +144,7 @@ def main(argv=None):
             {
                 "n_groups": n,
                 "B": n * G,
+                "best_of": [repeats, loop_repeats],
                 "grpo_s": best["grpo"],
                 "frpo_s": best["frpo"],
                 "loop_s": best["loop"],
@@ -165,6 +166,9 @@ def main(argv=None):
         "grpo_s": [round(r["grpo_s"], 5) for r in rows],
         "frpo_s": [round(r["frpo_s"], 5) for r in rows],
         "loop_s": [round(r["loop_s"], 5) for r in rows],
+        "best_of_grpo_frpo_loop": [
+            [r["best_of"][0], r["best_of"][0], r["best_of"][1]] for r in rows
+        ],
         "ratio_vs_grpo": [round(r["ratio_vs_grpo"], 3) for r in rows],
         "speedup_vs_loop": [round(r["speedup_vs_loop"], 2) for r in rows],
         f"speedup_vs_loop_{last['n_groups']}": round(last["speedup_vs_loop"], 2),
