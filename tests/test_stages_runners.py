@@ -214,3 +214,34 @@ def test_beta_search_hits_a_power_law_target(runs):
     assert best.beta == pytest.approx(0.04, rel=1e-9)
     record = next((runs / "smoke" / "beta_search").iterdir())
     assert json.loads(record.read_text())["tries"] == tries
+
+
+@pytest.mark.slow  # about a minute: a subprocess sweep of three RL runs, killed, then resumed
+def test_killed_rl_sweep_resumes(src, runs, tmp_path):
+    import signal
+    import time
+
+    from frpo.stages.rundir import run_path
+    from frpo.stages.sweep import run_sweep
+
+    specs = [rl_spec(src, seed=s, max_steps=3) for s in range(3)]
+    f = tmp_path / "specs.json"
+    f.write_text(json.dumps([to_dict(s) for s in specs]))
+    env = {**os.environ, "FRPO_RUNS": str(runs), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "frpo.stages.sweep", "--specs", str(f), "--profile", "smoke"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = run_path(specs[0], "smoke")
+    deadline = time.time() + 240
+    while not is_complete(first) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert is_complete(first)
+    done_before = [s for s in specs if is_complete(run_path(s, "smoke"))]
+    stamps = {p: p.stat().st_mtime_ns for s in done_before for p in run_path(s, "smoke").rglob("*")}
+    assert len(done_before) < len(specs), "the sweep finished before it could be killed"
+    paths = run_sweep(specs, "smoke", progress=False)
+    assert all(is_complete(p) for p in paths)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # finished runs untouched
+    names = sorted(p.name for p in (runs / "smoke" / "rl").iterdir())
+    assert names == sorted(p.name for p in paths)  # no half-written directory left or counted
