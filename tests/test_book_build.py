@@ -63,7 +63,11 @@ def test_every_chapter_has_its_figures(built):
         imgs = parse_page(built["html"] / "notebooks" / f"{name}.html").images
         files = [built["html"] / "notebooks" / src for src in imgs if src.startswith("../_images")]
         assert len(files) == n and all(f.is_file() and f.stat().st_size > 1000 for f in files)
-    assert "Alpha chapter" in _text(built["html"] / "notebooks" / "01_alpha.html")
+    alpha = _text(built["html"] / "notebooks" / "01_alpha.html")
+    assert "Alpha chapter" in alpha
+    # The chapter shows the parameters it ran with, not the notebook's defaults.
+    assert 'n = 2 scale = 1.0 profile = "fix"' in alpha
+    assert 'profile = "toy"' not in alpha and "n = 3" not in alpha
 
 
 def test_reproducibility_page_reads_the_manifest(built):

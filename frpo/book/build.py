@@ -8,6 +8,7 @@ reproducibility, ``_toc.yml``). ``jupyter-book build`` writes the HTML to
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,20 @@ def executed_chapters(names: list[str], out_dir: Path) -> tuple[list[str], list[
         ok = entry.get("status") == "ok" and (out_dir / "notebooks" / f"{name}.ipynb").is_file()
         (done if ok else missing).append(name)
     return done, missing
+
+
+def chapter_copy(executed: Path, dest: Path) -> None:
+    """Copy an executed notebook for the book, hiding its ``parameters`` cell (the notebook's
+    defaults) so the chapter shows only the values it ran with (papermill's injected cell)."""
+    nb = json.loads(Path(executed).read_text())
+    injected = any(
+        "injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"]
+    )
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if injected and "parameters" in tags and "remove-cell" not in tags:
+            cell["metadata"]["tags"] = [*tags, "remove-cell"]
+    Path(dest).write_text(json.dumps(nb, indent=1))
 
 
 def assemble(
@@ -73,7 +88,7 @@ def assemble(
     )
     (src / "notebooks").mkdir(exist_ok=True)
     for name in chapters:
-        shutil.copy2(out_dir / "notebooks" / f"{name}.ipynb", src / "notebooks" / f"{name}.ipynb")
+        chapter_copy(out_dir / "notebooks" / f"{name}.ipynb", src / "notebooks" / f"{name}.ipynb")
 
     claims = pages.load_claims(out_dir / "claims.json")
     titles = {n: pages.notebook_title(src / "notebooks" / f"{n}.ipynb") for n in chapters}
