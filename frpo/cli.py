@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                 force=args.force,
                 progress=not args.quiet,
             )
-            if not args.dry_run:
+            if args.dry_run:
+                todo = sum(bool(r.reason) for r in runs)
+                print(f"{args.profile}: {len(runs)} notebooks valid, {todo} would execute")
+            else:
                 done = sum(r.status == "executed" for r in runs)
                 print(f"{args.profile}: {done} executed, {len(runs) - done} reused")
             return 0

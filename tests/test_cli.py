@@ -49,6 +49,7 @@ def test_dry_run_prints_resolved_parameters(fixture_repo, capsys):
     assert "[smoke] 01_alpha: would execute (never executed)" in out
     assert "    profile = 'smoke'" in out and "    n = 2" in out
     assert "02_beta" not in out
+    assert "smoke: 1 notebooks valid, 1 would execute" in out
 
 
 def test_run_build_check(fixture_repo, monkeypatch, capsys):
