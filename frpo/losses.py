@@ -171,25 +171,34 @@ class _ClippedSequenceRatio(torch.autograd.Function):
     """sum_t min(ratio_t, 1 + eps) * mask_t per row, with a one-pass backward.
 
     Autograd through exp/clamp/mul would keep several (B, T) tensors alive until backward; this
-    allocates one float (B, T) buffer, reused in place for ratio, its clipped masked value and
-    finally w = ratio * [ratio <= 1 + eps] * mask = d(sum)/d log pi_theta, which it keeps for a
-    single-multiply backward. Inputs: per_token_logps (B, T), old (B, T) detached, mask (B, T)
-    float. Returns the (B,) sums and the mask-weighted count of clipped tokens (not
-    differentiable).
+    keeps one, w = ratio * [ratio <= 1 + eps] * mask = d(sum)/d log pi_theta, and the backward is
+    a single multiply. Float arithmetic only (no bool (B, T) tensors, which are slow on CPU):
+
+        keep = clamp(sign(1 + eps - ratio) + 1, max=1) * mask      1 on live unclipped tokens
+        sum_t min(ratio, 1 + eps) mask = sum_t ratio keep + (1 + eps) (n_tok - sum_t keep)
+
+    The log-ratio is capped at log(1 + eps) + 1 before exp: that only changes clipped tokens,
+    whose value is 1 + eps anyway, and keeps exp finite. Inputs: per_token_logps (B, T), old
+    (B, T) detached, mask (B, T) float. Returns the (B,) sums, the (B,) mask-weighted count of
+    clipped tokens and the (B,) token counts (the last two not differentiable).
     """
 
     @staticmethod
     def forward(ctx, per_token_logps, old_per_token_logps, mask, epsilon):
-        buf = torch.sub(per_token_logps, old_per_token_logps).exp_()  # (B, T) ratio
-        over = buf > 1.0 + epsilon  # (B, T) clipped tokens
-        clipped = mask[over].sum()  # only the clipped tokens are gathered
-        sums = buf.clamp_(max=1.0 + epsilon).mul_(mask).sum(1)  # (B,); inf ratios become 1 + eps
-        ctx.save_for_backward(buf.masked_fill_(over, 0.0))  # (B, T) w
-        ctx.mark_non_differentiable(clipped)
-        return sums, clipped
+        thr = 1.0 + epsilon
+        buf = torch.sub(per_token_logps, old_per_token_logps)  # (B, T) log ratio
+        buf = buf.clamp_(max=math.log(thr) + 1.0).exp_()  # (B, T) ratio, finite
+        keep = torch.rsub(buf, thr).sign_().add_(1.0).clamp_(max=1.0).mul_(mask)  # (B, T)
+        w = buf.mul_(keep)  # (B, T)
+        n_tok = mask.sum(1)  # (B,)
+        clipped = n_tok - keep.sum(1)  # (B,)
+        sums = w.sum(1) + thr * clipped  # (B,)
+        ctx.save_for_backward(w)
+        ctx.mark_non_differentiable(clipped, n_tok)
+        return sums, clipped, n_tok
 
     @staticmethod
-    def backward(ctx, grad_sums, _grad_clipped):
+    def backward(ctx, grad_sums, _grad_clipped, _grad_n_tok):
         (w,) = ctx.saved_tensors
         return w * grad_sums.unsqueeze(1), None, None, None
 
@@ -206,13 +215,12 @@ def _sequence_ratio(
     fraction of completion tokens whose ratio was clipped.
     """
     mask = completion_mask.to(per_token_logps.dtype)  # (B, T)
-    sums, clipped = _ClippedSequenceRatio.apply(
+    sums, clipped, n_tok = _ClippedSequenceRatio.apply(
         per_token_logps, old_per_token_logps.detach(), mask, float(epsilon)
     )
-    n_tok = mask.sum(1)  # (B,)
     s = sums / n_tok.clamp(min=1.0)  # (B,)
-    total = n_tok.sum()
-    clip_frac = (clipped / total).item() if total > 0 else 0.0
+    total = n_tok.double().sum()
+    clip_frac = (clipped.double().sum() / total).item() if total > 0 else 0.0
     return s, n_tok > 0, clip_frac
 
 

@@ -478,3 +478,13 @@ def test_overflowing_ratio_is_clipped_not_inf():
     w = [math.exp(-0.5 / 0.3) * s0, math.exp(0.5 / 0.3)]
     expected = 0.3 * (2 * math.log(sum(w) / 2) - 0.5 * math.log(w[0] * w[1])) - 0.3 * (s0 + 1) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ratio_exactly_at_the_clip_keeps_its_gradient():
+    # epsilon = 0 on-policy: every ratio is exactly 1 = 1 + eps, and min(ratio, 1 + eps) still
+    # passes the gradient (as torch.clamp does at its bound), so the gradient equals eps = 0.2's.
+    lp, old, adv, mask, gids = random_batch(6, off_policy=False)
+    g0 = grad_of(frpo_loss(lp, old, adv, mask, gids, 0.5, epsilon=0.0)[0], lp)
+    g2 = grad_of(frpo_loss(lp, old, adv, mask, gids, 0.5, epsilon=0.2)[0], lp)
+    assert g2.abs().max() > 1e-3
+    torch.testing.assert_close(g0, g2, rtol=1e-12, atol=1e-15)
