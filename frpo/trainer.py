@@ -60,6 +60,7 @@ __all__ = ["FRPOConfig", "FRPOTrainer", "LOSS_SCALES", "loss_scale_factor"]
 
 LOSS_SCALES = ("max_lam_1", "none")
 COEF_KEY = "frpo_coef"  # (B,) per-row coefficients in the batch dict TRL shuffles and splits
+VALUE_KEY = "frpo_value"  # (B,) each row's share of the on-policy loss value (for logging only)
 
 
 def loss_scale_factor(lam: float, loss_scale: str) -> float:
@@ -211,10 +212,16 @@ class FRPOTrainer(GRPOTrainer):
         # row r belongs to group r // G (the same grouping TRL uses for its advantages).
         everything = self.accelerator.gather(local)  # (P * b, 2)
         group_ids = torch.arange(everything.shape[0], device=everything.device) // group_size
+        live = everything[:, 1] > 0  # (P * b,) rows with a completion token
+        if self.args.jackknife:
+            # Eq. 4.3 needs >= 2 live rows a group; a group with fewer (e.g. truncated
+            # completions masked by mask_truncated_completions) is left out of the loss.
+            by_group = live.view(-1, group_size)  # (n, G)
+            live = (by_group & (by_group.sum(1, keepdim=True) >= 2)).view(-1)
         coef, metrics = frpo_row_coefficients(
             everything[:, 0],
             group_ids,
-            everything[:, 1] > 0,
+            live,
             self.args.lam,
             baseline=self.args.baseline,
             jackknife=self.args.jackknife,
@@ -222,6 +229,11 @@ class FRPOTrainer(GRPOTrainer):
         b = local.shape[0]
         start = self.accelerator.process_index * b
         output[COEF_KEY] = coef[start : start + b]  # (b,) float64
+        # The on-policy loss value, spread evenly over the live rows, so that the loss TRL logs
+        # (summed over micro-batches, averaged over processes) is frpo_loss's value, not the
+        # surrogate's (which is 0 with the baseline).
+        share = metrics["frpo/loss_on_policy"] / max(int(live.sum().item()), 1)
+        output[VALUE_KEY] = live[start : start + b].to(torch.float64) * share  # (b,)
         for name, value in metrics.items():
             self._metrics[mode][name].append(value)
         return output
@@ -263,6 +275,8 @@ class FRPOTrainer(GRPOTrainer):
         surrogate, metrics = frpo_surrogate_loss(
             per_token_logps, old_per_token_logps, inputs[COEF_KEY], mask, epsilon=self.epsilon_high
         )
+        # value of frpo_loss (on-policy), gradient of the surrogate (the exact decomposition)
+        surrogate = surrogate - surrogate.detach() + inputs[VALUE_KEY].sum()
         loss = surrogate * (self._frpo_scale * layout)
 
         if self.beta != 0.0:  # TRL's k3 KL, token mean over the generation batch ("dapo")

@@ -159,3 +159,18 @@ def test_peft_lora_model_trains(tiny_path, tmp_path):
     moved = {n for n in before if not torch.equal(before[n], after[n].detach())}
     assert moved and all("lora_" in n for n in moved)  # only the adapter moves
     assert "kl" in trainer.state.log_history[0]  # reference = base model with adapter disabled
+
+
+def test_groups_with_one_live_completion_leave_the_jackknifed_loss(tiny_path, tmp_path):
+    # max_completion_length=2 truncates most completions; mask_truncated_completions zeroes their
+    # masks, so some groups keep < 2 live rows (Eq. 4.3 undefined); they leave the loss.
+    model, tok = _tiny.load_tiny(tiny_path)
+    args = _tiny.exact_config(str(tmp_path), per_device_train_batch_size=32, learning_rate=1e-3,
+                              max_completion_length=2, mask_truncated_completions=True,
+                              max_steps=2)  # fmt: skip
+    trainer = FRPOTrainer(model=model, reward_funcs=_tiny.target_fraction_reward, args=args,
+                          train_dataset=_tiny.prompt_dataset(64), processing_class=tok)  # fmt: skip
+    trainer.train()
+    n_groups = [h["frpo/n_groups"] for h in trainer.state.log_history if "frpo/n_groups" in h]
+    assert len(n_groups) == 2 and min(n_groups) < 8  # 8 prompts a step, some left out
+    assert all(math.isfinite(h.get("loss", 0.0)) for h in trainer.state.log_history)

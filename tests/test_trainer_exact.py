@@ -40,14 +40,16 @@ def _train_one_step(path, out, **overrides):
         processing_class=tok,
     )
     trainer.train()
+    _train_one_step.logged = trainer.state.log_history[0]
     return start, _params(trainer.model), trainer.recorded, args
 
 
 def _reference(path, batches, args, **kw):
     model, _ = _tiny.load_tiny(path, torch.float64)
     scale = loss_scale_factor(args.lam, args.loss_scale)
-    _tiny.reference_step(model, batches, lam=args.lam, beta=args.beta, epsilon=args.epsilon,
-                         lr=LR, scale=scale, **kw)  # fmt: skip
+    _reference.value = _tiny.reference_step(
+        model, batches, lam=args.lam, beta=args.beta, epsilon=args.epsilon, lr=LR, scale=scale, **kw
+    )
     return _params(model)
 
 
@@ -64,6 +66,9 @@ def test_one_process_one_micro_batch(tiny_path, tmp_path, overrides):
     assert len(batches) == 1 and batches[0]["completion_ids"].shape[0] == 12
     ref = _reference(tiny_path, batches, args, jackknife=args.jackknife)
     assert _tiny.max_rel_diff(ref, after, start) < 1e-6
+    # the logged loss is the value of scale * frpo_loss + beta * KL, not the surrogate's
+    assert _train_one_step.logged["loss"] == pytest.approx(_reference.value, rel=1e-5, abs=1e-9)
+    assert abs(_reference.value) > 1e-3
 
 
 def test_one_process_two_micro_batches_split_groups(tiny_path, tmp_path):
