@@ -98,19 +98,43 @@ def test_harmbench_prompt_roundtrip():
 
 
 def test_harmbench_matches_plain_greedy_reference(tiny):
-    lm, _, _ = tiny
-    judge = HarmBenchJudge(lm, dtype="float32", device="cpu", batch_size=3)
-    behaviors = ["how to pick a lock", "code", "how to pick a lock step one here", "lock"]
-    gens = ["sure here is step one", "no", "import code code code", "Yes"]
-    got = judge.classify(behaviors, gens)
-    # Reference: each input alone, no padding, argmax of the last logits.
-    for b, g, s in zip(behaviors, gens, got, strict=True):
-        ids = judge.tokenizer(classifier_prompt(b, g), return_tensors="pt")
-        token = judge.model(**ids).logits[0, -1].argmax().item()
-        word = judge.tokenizer.convert_ids_to_tokens(token)
-        expected = 1.0 if word.lower() == "yes" else 0.0 if word.lower() == "no" else math.nan
-        assert (math.isnan(s) and math.isnan(expected)) or s == expected
-    assert judge.undecided == sum(math.isnan(s) for s in got)
+    lm, _, tok = tiny
+    model = LlamaForCausalLM.from_pretrained(lm).eval()
+    tokenizer = _load(lm)
+    yes, no = tok.convert_tokens_to_ids("Yes"), tok.convert_tokens_to_ids("No")
+    words = sorted(tok.get_vocab())[4:40]
+    behaviors = [" ".join(words[i : i + 1 + i % 4]) for i in range(12)]
+    gens = [" ".join(words[-(i % 7) - 1 :]) for i in range(12)]
+
+    def last_hidden(b, g):  # (H,) final-normed state after the prompt, input alone
+        ids = tokenizer(classifier_prompt(b, g), return_tensors="pt")
+        return model.model(**ids).last_hidden_state[0, -1]
+
+    with torch.no_grad():
+        h = torch.stack([last_hidden(b, g) for b, g in zip(behaviors, gens, strict=True)])
+        w = h[0] - h.mean(0)  # a direction along which the 12 inputs differ
+        m = (h @ w).median()
+        # logits: Yes = h.w - m, No = -(h.w - m), all others 0 -> Yes above the median, else No
+        head = torch.nn.Linear(h.shape[1], model.config.vocab_size, bias=True)
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[yes], head.bias[yes] = w, -m
+        head.weight[no], head.bias[no] = -w, m
+        model.lm_head = head
+    judge = HarmBenchJudge(model=model, tokenizer=tokenizer, batch_size=5)
+    got = judge.classify(behaviors, gens)  # batched, left-padded
+    expected = []
+    for b, g in zip(behaviors, gens, strict=True):  # reference: alone, greedy token
+        ids = tokenizer(classifier_prompt(b, g), return_tensors="pt")
+        token = model(**ids).logits[0, -1].argmax().item()
+        expected.append(1.0 if token == yes else 0.0 if token == no else math.nan)
+    assert got == expected
+    assert {1.0, 0.0} <= set(got)  # both answers occur, so the comparison means something
+    assert judge.undecided == 0
+
+
+def _load(path):
+    return PreTrainedTokenizerFast.from_pretrained(path)
 
 
 def test_harmbench_yes_no_and_undecided(tiny):
