@@ -169,3 +169,14 @@ def test_killed_sweep_resumes_without_redoing_or_counting_half_runs(runs):
     assert sorted(p.name for p in parent.iterdir()) == sorted(
         run_path(EvalSpec(seed=s), "smoke").name for s in range(4)
     )  # the dead process's temp dir was cleaned up
+
+
+def test_only_rank_zero_writes_the_run(runs, monkeypatch):
+    spec = EvalSpec(seed=9)
+    seen = []
+    monkeypatch.setenv("RANK", "1")
+    path = run_once(spec, "smoke", lambda tmp: seen.append(tmp) or {"frpo/x": 1.0})
+    assert len(seen) == 1 and not seen[0].exists()  # the worker's scratch dir is gone
+    assert not path.exists() and not path.parent.exists()
+    monkeypatch.setenv("RANK", "0")
+    assert is_complete(run_once(spec, "smoke", lambda tmp: {"frpo/x": 1.0}))

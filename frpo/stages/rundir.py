@@ -10,6 +10,10 @@ Layout of a finished run ``runs/<profile>/<stage>/<run_name>/``::
 A run is built in ``<stage>/.tmp-<run_name>-<pid>/`` and renamed into place only after
 ``COMPLETE`` is written there, so a killed process leaves at most a ``.tmp-*`` directory, which
 nothing counts and the next attempt deletes.
+
+Under ``accelerate launch`` every process runs the body (training needs them all), but only
+rank 0 (``RANK`` unset or 0) writes the run directory; other ranks work in a scratch directory
+that is deleted afterwards.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +72,14 @@ def run_once(spec: Any, profile: str, body: Callable[[Path], dict]) -> Path:
     """
     final = run_path(spec, profile)
     if is_complete(final):
+        return final
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:  # accelerate/torchrun worker: train along, but only rank 0 writes the run
+        scratch = Path(tempfile.mkdtemp(prefix=f"frpo-rank{rank}-"))
+        try:
+            body(scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():  # an incomplete leftover at the final name (should not happen) is junk
