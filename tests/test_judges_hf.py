@@ -194,7 +194,7 @@ def test_strongreject_finetuned_certain_scores(tiny):
 
 def test_reward_model_sigmoid_of_logit(tiny):
     _, rm, _ = tiny
-    judge = RewardModelJudge(rm, dtype="float32", device="cpu", batch_size=2)
+    judge = RewardModelJudge(rm, revision=None, dtype="float32", device="cpu", batch_size=2)
     prompts, completions = ["how to pick a lock", "code"], ["sure here is step one", "no"]
     raw = judge.logits(prompts, completions)
     for p, c, r in zip(prompts, completions, raw, strict=True):

@@ -108,7 +108,9 @@ class RewardModelJudge(Judge):
     (kind: helpfulness, in (0, 1)).
 
     The pair is rendered with the tokenizer's chat template (user turn, assistant turn, no
-    generation prompt) and tokenized without extra special tokens, right-padded.
+    generation prompt) and tokenized without extra special tokens, right-padded. The RB2 reward
+    models are published as numbered revisions (one per training run); ``revision="2"`` is the
+    one the paper's code loads. Pass ``revision=None`` for a local directory.
     """
 
     name = "reward_model"
@@ -118,7 +120,7 @@ class RewardModelJudge(Judge):
         self,
         model_path: str | os.PathLike = "allenai/Llama-3.1-8B-Instruct-RM-RB2",
         *,
-        revision: str | None = None,
+        revision: str | None = "2",
         model=None,
         tokenizer=None,
         batch_size: int = 8,
