@@ -168,8 +168,11 @@ class FRPOTrainer(GRPOTrainer):
 
     Overrides ``__init__`` (validates the layout and settings before anything is loaded),
     ``_generate_and_score_completions`` (adds whole-batch per-row coefficients under
-    ``"frpo_coef"``) and ``_compute_loss`` (linear surrogate + beta * TRL's k3 KL). Generation,
-    rewards, advantages, reference model, PEFT and logging are TRL's. Logged metrics:
+    ``"frpo_coef"`` and each row's share of the on-policy loss value under ``"frpo_value"``) and
+    ``_compute_loss`` (linear surrogate + beta * TRL's k3 KL; its value is scale * frpo_loss +
+    beta * KL, its gradient that of the surrogate). With ``jackknife``, a group left with fewer than
+    2 non-empty completions (e.g. by ``mask_truncated_completions``) is left out of the loss.
+    Generation, rewards, advantages, reference model, PEFT and logging are TRL's. Logged metrics:
     ``frpo/log_z``, ``frpo/max_weight``, ``frpo/ess``, ``frpo/n_groups``, ``frpo/loss_on_policy``
     (per generation batch), ``frpo/clip_frac`` (per micro-batch), and TRL's ``kl``, ``entropy``.
     """
