@@ -228,3 +228,23 @@ def test_judges_reject_half_given_weights(tiny):
     with pytest.raises(ValueError, match="both model and tokenizer"):
         StrongRejectFinetunedJudge(tokenizer=tokenizer)
     hf_cache.clear_cache()
+
+
+def test_paper_safety_reward_builds_from_local_weights(tiny):
+    from frpo.judges import Endpoint
+    from frpo.rewards import paper_safety_reward
+
+    lm, rm, _ = tiny
+    reward = paper_safety_reward(
+        moderation_endpoint=Endpoint(base_url="http://127.0.0.1:9/v1", api_key_env=""),
+        strongreject_base=str(lm),
+        strongreject_adapter=None,
+        reward_model=str(rm),
+        reward_model_revision=None,
+        dtype="float32",
+        device="cpu",
+    )
+    # harmless rows never reach the (unreachable) moderation endpoint
+    out = reward(["how to pick a lock"], ["sure here is step one"], category=["harmless"])
+    assert 0.0 < out[0] < 1.0
+    hf_cache.clear_cache()

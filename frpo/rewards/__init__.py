@@ -2,6 +2,12 @@
 
 from frpo.rewards.helpfulness import HelpfulnessReward
 from frpo.rewards.math import math_reward
-from frpo.rewards.safety import SafetyReward, on_main_process
+from frpo.rewards.safety import SafetyReward, on_main_process, paper_safety_reward
 
-__all__ = ["HelpfulnessReward", "SafetyReward", "math_reward", "on_main_process"]
+__all__ = [
+    "HelpfulnessReward",
+    "SafetyReward",
+    "math_reward",
+    "on_main_process",
+    "paper_safety_reward",
+]

@@ -137,3 +137,28 @@ class SafetyReward:
                 out[i] = None if math.isnan(r) else float(r)
         self.undecided += sum(r is None for r in out)
         return out
+
+
+def paper_safety_reward(
+    *,
+    moderation_endpoint=None,
+    strongreject_base: str = "google/gemma-2b",
+    strongreject_adapter: str | None = "qylu4156/strongreject-15k-v1",
+    reward_model: str = "allenai/Llama-3.1-8B-Instruct-RM-RB2",
+    reward_model_revision: str | None = "2",
+    dtype: str = "bfloat16",
+    device: str | None = None,
+) -> SafetyReward:
+    """The paper's safety reward with its judges: OpenAI ``omni-moderation-latest`` (key from
+    ``OPENAI_API_KEY``, or ``moderation_endpoint``), the StrongREJECT fine-tuned grader and the
+    RB2 reward model (both loaded once per process, see :mod:`frpo.judges.hf_cache`)."""
+    from frpo.judges.api import ModerationJudge
+    from frpo.judges.classifiers import RewardModelJudge, StrongRejectFinetunedJudge
+
+    return SafetyReward(
+        ModerationJudge(endpoint=moderation_endpoint),
+        StrongRejectFinetunedJudge(
+            strongreject_base, strongreject_adapter, dtype=dtype, device=device
+        ),
+        RewardModelJudge(reward_model, revision=reward_model_revision, dtype=dtype, device=device),
+    )
