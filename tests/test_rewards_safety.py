@@ -134,3 +134,64 @@ def test_on_main_process_two_ranks(tmp_path):
     got1, calls1 = eval((tmp_path / "out.1").read_text())
     assert got0 == [0.0] and got1 == [10.0, 11.0]  # each rank gets its own slice back
     assert calls0 == [["0", "10", "11"]] and calls1 == []  # scored once, on rank 0
+
+
+def test_safety_reward_inside_a_grpo_step(tmp_path):
+    """TRL passes the ``category`` column and conversational completions; one GRPO step runs."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from tests._tiny import build_tiny, load_tiny
+
+    model, tokenizer = load_tiny(
+        build_tiny(tmp_path / "tiny", hidden_size=32, num_layers=1, intermediate_size=64)
+    )
+    data = Dataset.from_dict(
+        {
+            "prompt": [conv("apple river"), conv("stone cloud"), conv("green blue"), conv("moon")],
+            "category": ["harmful", "harmless", "harmful", "harmless"],
+        }
+    )
+
+    class Constant(Judge):
+        def __init__(self, kind, value):
+            self.kind, self.value, self.name, self.seen = kind, value, kind, []
+
+        def score(self, prompts, completions):
+            self.seen += list(zip(prompts, completions, strict=True))
+            return [self.value] * len(prompts)
+
+    mod, sr, rm = (
+        Constant("harmfulness", 0.2),
+        Constant("harmfulness", 0.4),
+        Constant("helpfulness", 0.9),
+    )
+    reward = SafetyReward(mod, sr, rm)
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=3,
+        max_steps=1,
+        learning_rate=1e-4,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        gradient_checkpointing=False,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert {p for p, _ in mod.seen} <= {"apple river", "green blue"}  # harmful rows only
+    assert {p for p, _ in rm.seen} <= {"stone cloud", "moon"}
+    assert len(mod.seen) == len(sr.seen) > 0 and len(rm.seen) > 0
+    logged = [h for h in trainer.state.log_history if "rewards/safety/mean" in h]
+    # half the rows 1 - (0.2 + 0.4)/2 = 0.7, half 0.9 -> the mean depends on the sampled rows
+    assert logged and 0.7 <= logged[0]["rewards/safety/mean"] <= 0.9
