@@ -76,3 +76,5 @@ def test_pyproject_paper_extra_admits_the_gpu_pins():
         req = Requirement(line)
         if req.name in pins and any(s.operator == "==" for s in pins[req.name].specifier):
             assert _pinned(pins[req.name]) in req.specifier, f"{req} excludes the GPU pin"
+        if req.name in pins:
+            assert req.extras <= pins[req.name].extras, f"{req}: extras differ from the GPU env"
