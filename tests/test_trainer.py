@@ -174,3 +174,18 @@ def test_groups_with_one_live_completion_leave_the_jackknifed_loss(tiny_path, tm
     n_groups = [h["frpo/n_groups"] for h in trainer.state.log_history if "frpo/n_groups" in h]
     assert len(n_groups) == 2 and min(n_groups) < 8  # 8 prompts a step, some left out
     assert all(math.isfinite(h.get("loss", 0.0)) for h in trainer.state.log_history)
+
+
+def test_evaluate_reports_the_frpo_loss_value(tiny_path, tmp_path):
+    model, tok = _tiny.load_tiny(tiny_path)
+    args = _tiny.exact_config(str(tmp_path), per_device_train_batch_size=8,
+                              per_device_eval_batch_size=8, lam=0.5)  # fmt: skip
+    trainer = FRPOTrainer(model=model, reward_funcs=_tiny.target_fraction_reward, args=args,
+                          train_dataset=_tiny.prompt_dataset(8),
+                          eval_dataset=_tiny.prompt_dataset(2, seed=1),
+                          processing_class=tok)  # fmt: skip
+    metrics = trainer.evaluate()
+    # one eval batch of 2 prompts x G = 4: the loss is max(lam, 1)/lam * frpo_loss (beta = 0)
+    value = metrics["eval_frpo/loss_on_policy"]
+    assert value != 0.0
+    assert metrics["eval_loss"] == pytest.approx(loss_scale_factor(0.5, "max_lam_1") * value)
