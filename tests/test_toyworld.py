@@ -247,6 +247,13 @@ def test_cache_hit_does_not_retrain(smoke_world, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)
     assert tok.chat_template and model.config.vocab_size == len(tok)
+    # the reloaded tokenizer is ours (transformers must not swap in a byte-level one)
+    msgs = [{"role": "user", "content": "what is 3 times 4 plus 2 ?"}]
+    msgs.append({"role": "assistant", "content": "so \\boxed{14}"})
+    ours = smoke_world.tokenizer
+    assert tok.apply_chat_template(msgs)["input_ids"] == ours.apply_chat_template(msgs)["input_ids"]
+    assert tok.decode(tok("so \\boxed{14}")["input_ids"]) == "so \\boxed{ 14 }"
+    assert tok.eos_token_id == ours.eos_token_id and tok.pad_token_id == ours.pad_token_id
 
 
 def test_exact_masses_sum_and_match_a_plain_loop(smoke_world):

@@ -21,7 +21,7 @@ Design, and why it is faithful to the paper's setting
   teacher-forced sums
   (:mod:`.exact`), with no sampling noise: the pilot showed downstream metrics are otherwise too
   noisy to compare methods.
-- **Base model like Mistral-7B-Instruct.** A Qwen2-architecture transformer from a config
+- **Base model like Mistral-7B-Instruct.** A Llama-architecture transformer from a config
   (toy: 0.43M parameters, 4 layers, width 96; smoke: 2 layers, width 48) pretrained on chat
   dialogues in which P(refuse | action) = sigmoid(base[category] + a_verb + b_object), a, b ~
   N(0, 1) per seed, base = 0 (harmful), -1.8 (borderline), -4 (harmless). It therefore refuses

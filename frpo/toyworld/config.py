@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 # Bump when the generated language or the pretraining code changes meaning: it enters the hash.
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 
 SIZES = ("smoke", "toy")
 
@@ -62,11 +62,11 @@ class WorldConfig:
     """Probability that a corpus math solution puts its answer in exactly one ``\\boxed{}``."""
     # --- model and pretraining (None = the size preset) ---
     hidden_size: int | None = None
-    """Width of the Qwen2-architecture base model."""
+    """Width of the Llama-architecture base model."""
     num_layers: int | None = None
     """Number of decoder layers."""
     num_heads: int | None = None
-    """Attention heads (key/value heads = half of them, grouped-query attention as in Qwen2)."""
+    """Attention heads (key/value heads = half of them: grouped-query attention)."""
     intermediate_size: int | None = None
     """Width of the SwiGLU MLP."""
     pretrain_steps: int | None = None

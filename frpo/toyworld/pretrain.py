@@ -1,4 +1,4 @@
-"""The base model: a small Qwen2-architecture transformer pretrained on the world's corpus.
+"""The base model: a small Llama-architecture transformer pretrained on the world's corpus.
 
 The corpus is chat dialogues drawn fresh each step from the world's distribution (55% action
 requests in every frame, 15% each word problems, math and code; each batch holds one kind, so
@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from frpo.toyworld import lexicon, problems
 from frpo.toyworld.config import WorldConfig
@@ -75,9 +75,13 @@ def sample_dialogues(
     return out
 
 
-def build_model(cfg: WorldConfig, tokenizer) -> Qwen2ForCausalLM:
-    """A freshly initialised Qwen2 model of the recipe's shape (tied embeddings, GQA kv = h/2)."""
-    config = Qwen2Config(
+def build_model(cfg: WorldConfig, tokenizer) -> LlamaForCausalLM:
+    """A freshly initialised Llama model of the recipe's shape (tied embeddings, GQA kv = h/2).
+
+    Llama rather than Qwen2: with a ``qwen2`` config, transformers 5 ``AutoTokenizer`` swaps the
+    saved word-level tokenizer for a byte-level ``Qwen2Tokenizer``; with ``llama`` it loads ours.
+    """
+    config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
@@ -91,7 +95,7 @@ def build_model(cfg: WorldConfig, tokenizer) -> Qwen2ForCausalLM:
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(cfg.seed)
-    return Qwen2ForCausalLM(config)
+    return LlamaForCausalLM(config)
 
 
 _VOCABS: dict[int, dict[str, int]] = {}

@@ -200,7 +200,7 @@ class ToyWorld:
         return final
 
     def load_base_model(self):
-        """The cached base model (``Qwen2ForCausalLM``, eval mode), built if needed."""
+        """The cached base model (``LlamaForCausalLM``, eval mode), built if needed."""
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(self.base_model_path()).eval()
