@@ -1,0 +1,32 @@
+"""Exact numpy/scipy theory behind the lambda-theory and jackknife notebooks (no torch).
+
+* :mod:`.risk` -- entropic risk, the KL-ball dual ``robust_reward`` (paper Eq. 3.3), the tilted
+  worst-case policy and the Taylor approximation of Remark 3.3.
+* :mod:`.primal` -- the KL-ball worst case solved directly, to verify duality.
+* :mod:`.jackknife` -- exact / Monte-Carlo bias of the ``log Z`` estimators (App. F, Eq. 4.3).
+* :mod:`.loglinear` -- the exact softmax-policy experiment of notebook 01.
+"""
+
+from .primal import worst_case_reward
+from .risk import (
+    as_distribution,
+    average_tilted_kl,
+    entropic_risk,
+    kl,
+    robust_reward,
+    taylor_lambda,
+    taylor_robust_reward,
+    worst_case_policy,
+)
+
+__all__ = [
+    "as_distribution",
+    "average_tilted_kl",
+    "entropic_risk",
+    "kl",
+    "robust_reward",
+    "taylor_lambda",
+    "taylor_robust_reward",
+    "worst_case_policy",
+    "worst_case_reward",
+]
