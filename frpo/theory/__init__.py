@@ -7,6 +7,17 @@
 * :mod:`.loglinear` -- the exact softmax-policy experiment of notebook 01.
 """
 
+from .jackknife import log_partition_bias, log_partition_target, weight_bias
+from .loglinear import (
+    LogLinearProblem,
+    finetune_path,
+    kept_reward_at_kl,
+    make_problem,
+    optimise_stage1,
+    policy_stats,
+    stage1_objective,
+    worst_case_curve,
+)
 from .primal import worst_case_reward
 from .risk import (
     as_distribution,
@@ -20,6 +31,17 @@ from .risk import (
 )
 
 __all__ = [
+    "LogLinearProblem",
+    "finetune_path",
+    "kept_reward_at_kl",
+    "log_partition_bias",
+    "log_partition_target",
+    "make_problem",
+    "optimise_stage1",
+    "policy_stats",
+    "stage1_objective",
+    "weight_bias",
+    "worst_case_curve",
     "as_distribution",
     "average_tilted_kl",
     "entropic_risk",
