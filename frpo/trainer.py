@@ -44,7 +44,8 @@ prompt are empty).
 Tested (tests/test_trainer_exact.py, test_trainer_distributed.py): the parameters after one SGD
 step equal a hand step on ``frpo_loss`` of the whole batch + beta * KL, to ~1e-7 relative to the
 step (the floor set by TRL's float32 log-prob kernel), for one micro-batch, two micro-batches with
-split groups, two generations per step, and two gloo processes with a group straddling them.
+split groups, two generations per step, and two gloo processes x two micro-batches each with
+groups straddling both.
 """
 
 from __future__ import annotations
