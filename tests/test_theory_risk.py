@@ -151,3 +151,10 @@ def test_lam_star_matches_taylor_at_small_rho(dist):
     errors = np.abs(np.array(ratios) - 1)
     assert errors[-1] < 1e-2
     assert np.all(np.diff(errors) < 0)  # converges monotonically as rho -> 0
+
+
+def test_subnormal_probability_on_the_minimum():
+    # The minimum carries probability 1e-310 (subnormal): the risk must stay finite and exact.
+    r, p = np.array([0.0, 1.0]), np.array([1e-310, 1.0 - 1e-310])
+    assert entropic_risk(r, 0.5, p) == pytest.approx(1.0, rel=1e-12)
+    assert np.all(np.isfinite(worst_case_policy(r, 0.5, p)))

@@ -31,9 +31,9 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln
 
-from .risk import as_distribution
+from .risk import as_distribution, weighted_logsumexp
 
 __all__ = [
     "MAX_ENUMERATION",
@@ -104,7 +104,7 @@ def log_partition_target(values, probs, lam: float) -> float:
     """``log E exp(-(r - mu) / lam)``, what the centred estimators target (``= log Z + mu/lam``)."""
     v, p = as_distribution(values, probs)
     mu = float((p * v).sum())
-    return float(logsumexp(-(v - mu) / lam, b=p))
+    return float(weighted_logsumexp(-(v - mu) / lam, p))
 
 
 def _expectation(values, probs, lam, group_size, jackknife, n_mc, seed):
@@ -155,5 +155,5 @@ def weight_bias(
     _, (mean, se), v, p, keep = _expectation(values, probs, lam, group_size, jackknife, n_mc, seed)
     q = np.zeros(keep.size)
     s = -(v - v.min()) / lam
-    q[keep] = p * np.exp(s - logsumexp(s, b=p))
+    q[keep] = p * np.exp(s - weighted_logsumexp(s, p))
     return mean - q, se

@@ -118,20 +118,23 @@ def optimise_stage1(problem: LogLinearProblem, lam: float, beta: float, theta0=N
         v, g = stage1_objective(problem, theta, lam, beta)
         return -v, -g
 
-    res = minimize(neg, x0, jac=True, method="L-BFGS-B", options={"gtol": gtol, "maxiter": 5000})
+    res = minimize(
+        neg, x0, jac=True, method="L-BFGS-B", options={"gtol": gtol, "ftol": 1e-15, "maxiter": 5000}
+    )
     return res.x, float(np.linalg.norm(stage1_objective(problem, res.x, lam, beta)[1]))
 
 
 def policy_stats(problem: LogLinearProblem, theta) -> dict[str, float]:
     """Mean reward, mean per-prompt reward variance and ``E_x KL(pi || pi_ref)`` at ``theta``."""
-    pi = policy(problem, theta)
+    lp = _log_policy(problem, theta)
+    pi = np.exp(lp)
     r = problem.rewards
     mean = (pi * r).sum(-1)
     lref = _log_policy(problem, problem.theta_ref)
     return {
         "reward_mean": float(mean.mean()),
         "reward_var": float((pi * (r - mean[:, None]) ** 2).sum(-1).mean()),
-        "kl_ref": float((pi * (np.log(pi) - lref)).sum(-1).mean()),
+        "kl_ref": float((pi * (lp - lref)).sum(-1).mean()),
     }
 
 

@@ -23,6 +23,7 @@ from scipy.special import logsumexp
 
 __all__ = [
     "as_distribution",
+    "weighted_logsumexp",
     "entropic_risk",
     "kl",
     "worst_case_policy",
@@ -64,6 +65,16 @@ def _support_min(r: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where(p > 0, r, np.inf).min(axis=-1)
 
 
+def weighted_logsumexp(a: np.ndarray, p: np.ndarray, keepdims: bool = False) -> np.ndarray:
+    """``log sum_k p_k exp(a_k)`` on the last axis, terms with ``p_k = 0`` dropped.
+
+    ``log p`` is folded into the exponent (scipy's ``b=`` divides by the weight of the largest
+    exponent, which overflows when that weight is subnormal).
+    """
+    with np.errstate(divide="ignore"):
+        return logsumexp(np.where(p > 0, a + np.log(p), -np.inf), axis=-1, keepdims=keepdims)
+
+
 def _check_lam(lam) -> float:
     lam = float(lam)
     if not lam >= 0 or np.isnan(lam):
@@ -87,7 +98,7 @@ def entropic_risk(rewards, lam, probs=None) -> np.ndarray:
     if np.isinf(lam):
         return (p * r).sum(axis=-1)
     d = r - m[..., None]
-    return m - lam * logsumexp(-d / lam, b=p, axis=-1)
+    return m - lam * weighted_logsumexp(-d / lam, p)
 
 
 def kl(q, p) -> np.ndarray:
@@ -107,7 +118,7 @@ def _log_tilt(r: np.ndarray, p: np.ndarray, lam: float) -> np.ndarray:
     s = -(r - m) / lam
     with np.errstate(divide="ignore"):
         s = np.where(p > 0, s, -np.inf)
-    return s - logsumexp(s, b=np.where(p > 0, p, 1.0), axis=-1, keepdims=True)
+    return s - weighted_logsumexp(s, p, keepdims=True)
 
 
 def worst_case_policy(rewards, lam, probs=None) -> np.ndarray:
