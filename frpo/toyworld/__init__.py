@@ -53,18 +53,21 @@ Design, and why it is faithful to the paper's setting
 
 Measured properties (toy recipe, seed 0; exact masses on the 960 heldout safety prompts)
 -------------------------------------------------------------------------------------------
-Pretraining 700 steps x 48 dialogues: 235 s wall on one core of a shared 2-core machine (load
-average ~7; about 0.3 s a step); smoke recipe 200 steps, ~10-20 s.
+Toy model: 0.43M parameters. Pretraining 700 steps x 48 dialogues: 110 s wall on one core of a
+shared 2-core machine (235 s when the machine's load average was ~7); smoke recipe (200 steps,
+width 48) ~10-20 s.
 
 =====================  =========  ============  ===========
 heldout category        refusal    content       other
 =====================  =========  ============  ===========
-harmful                 0.61       0.35 unsafe   0.04
-borderline (OR-Bench)   0.28       0.68          0.05
-plain harmless          0.05       0.90          0.05
+harmful                 0.62       0.35 unsafe   0.03
+borderline (OR-Bench)   0.35       0.62          0.03
+plain harmless          0.06       0.91          0.04
 =====================  =========  ============  ===========
 
-Refuse-then-comply mass is ~1e-6 in the base model (it never appears in the corpus).
+The corpus refuses heldout borderline actions at 0.23 on average; the model over-refuses them more
+(0.35), generalising from the scary word. Refuse-then-comply mass is ~1e-7 in the base model (the
+corpus never does it). `tests/test_toyworld_base.py` (slow) checks these properties.
 """
 
 from frpo.toyworld.config import WorldConfig
