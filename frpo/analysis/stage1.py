@@ -1,0 +1,182 @@
+"""Reading stage-1 RLHF runs: training curves, final held-out numbers, seed bands, paired gaps.
+
+Notebooks 03 (RLHF for safety, Fig. 13, claim C1) and 04 (the baseline ablation, Fig. 16, claim
+C5) read the run directories of :mod:`frpo.stages.rlhf` through these helpers:
+
+- ``curves.json`` holds TRL's log history, one row per optimizer step (``reward``, ``reward_std``,
+  ``kl``, ``entropy``, ``frpo/...``) plus a final summary row (``train_runtime``), which is dropped;
+- ``metrics.json`` holds the final held-out numbers (``frpo/final/reward/<task>``,
+  ``frpo/final/kl_ref``: per-token KL to pi_ref on sampled held-out answers).
+
+Tables are pandas DataFrames in long format: one row per (method, seed[, step]); ``method`` is a
+method key of :mod:`frpo.recipes` (``grpo``, ``frpo-0.5``, ``frpo-0.5-nobase``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from frpo.recipes import parse_method
+from frpo.stats import mean_interval, paired_difference
+
+SUMMARY_KEYS = ("train_runtime", "train_loss")
+"""Keys that mark TRL's end-of-training summary row (not a training step)."""
+
+
+def method_lam(key: str) -> float:
+    """lam of a method key; ``inf`` for GRPO and SAM (the lam -> inf limit is the mean reward)."""
+    return float(parse_method(key).get("lam", math.inf))
+
+
+def read_curves(run_dir: str | Path) -> pd.DataFrame:
+    """The per-step training log of one run: a DataFrame indexed by ``step`` (numeric columns).
+
+    Raises ValueError when the run has no ``curves.json`` or no step rows.
+    """
+    path = Path(run_dir) / "curves.json"
+    if not path.is_file():
+        raise ValueError(f"no curves.json in {run_dir} (is it a finished RL run?)")
+    rows = [
+        r
+        for r in json.loads(path.read_text())
+        if "step" in r and not any(k in r for k in SUMMARY_KEYS)
+    ]
+    if not rows:
+        raise ValueError(f"{path}: no training-step rows")
+    frame = pd.DataFrame(rows).set_index("step").sort_index()
+    return frame.select_dtypes("number")
+
+
+def read_final(run_dir: str | Path) -> dict[str, float]:
+    """The run's ``metrics.json`` (final held-out numbers and last logged training values)."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise ValueError(f"no metrics.json in {run_dir} (is it a finished run?)")
+    return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+
+
+def collect(runs: Mapping[tuple[str, int], str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Curves and final numbers of ``{(method, seed): run_dir}``.
+
+    Returns ``(curves, finals)``: ``curves`` has one row per (method, seed, step) with every logged
+    column; ``finals`` one row per (method, seed) with ``lam`` and every ``metrics.json`` key.
+    """
+    if not runs:
+        raise ValueError("collect needs at least one run")
+    curves, finals = [], []
+    for (method, seed), run_dir in runs.items():
+        c = read_curves(run_dir).reset_index()
+        c.insert(0, "seed", int(seed))
+        c.insert(0, "method", method)
+        curves.append(c)
+        finals.append({"method": method, "seed": int(seed), "lam": method_lam(method)})
+        finals[-1].update(read_final(run_dir))
+    return pd.concat(curves, ignore_index=True), pd.DataFrame(finals)
+
+
+def seed_band(curves: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per (method, step): mean over seeds and its 95% t-interval (``lo``/``hi`` equal the mean
+    when a step has one seed, so a band of width 0 is drawn rather than nothing).
+
+    ``curves``: long format with ``method``, ``seed``, ``step`` and ``column``.
+    """
+    _need(curves, ("method", "seed", "step", column), "seed_band")
+    rows = []
+    for (method, step), g in curves.dropna(subset=[column]).groupby(["method", "step"], sort=True):
+        m, lo, hi = mean_interval(g[column].to_numpy())
+        if len(g) == 1:
+            lo = hi = m
+        rows.append({"method": method, "step": step, "mean": m, "lo": lo, "hi": hi, "n": len(g)})
+    return pd.DataFrame(rows, columns=["method", "step", "mean", "lo", "hi", "n"])
+
+
+def tail_mean(curves: pd.DataFrame, column: str, last: int) -> pd.DataFrame:
+    """Per (method, seed): the mean of ``column`` over the last ``last`` logged steps.
+
+    A single logged step is noisy (one batch of B completions); the tail mean is the run's
+    "final" training value. Returns columns ``method``, ``seed``, ``value``.
+    """
+    if last < 1:
+        raise ValueError(f"last must be >= 1, got {last}")
+    _need(curves, ("method", "seed", "step", column), "tail_mean")
+    rows = []
+    for (method, seed), g in curves.dropna(subset=[column]).groupby(["method", "seed"]):
+        tail = g.sort_values("step")[column].to_numpy()[-last:]
+        rows.append({"method": method, "seed": seed, "value": float(tail.mean())})
+    return pd.DataFrame(rows, columns=["method", "seed", "value"])
+
+
+def per_method_mean(table: pd.DataFrame, column: str = "value") -> dict[str, float]:
+    """``{method: mean over seeds of column}`` (e.g. the stage-1 reward std notebook 05 reads)."""
+    _need(table, ("method", column), "per_method_mean")
+    return {m: float(g[column].mean()) for m, g in table.groupby("method")}
+
+
+def paired_vs(
+    table: pd.DataFrame, column: str, reference: str = "grpo", methods: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """For each method, ``method - reference`` in ``column`` paired on seeds, with its t-interval.
+
+    Only seeds both methods ran are paired (``n`` says how many). Returns columns ``method``,
+    ``lam``, ``diff``, ``lo``, ``hi``, ``n``, sorted by decreasing lam.
+    """
+    _need(table, ("method", "seed", column), "paired_vs")
+    ref = table[table["method"] == reference].set_index("seed")[column]
+    if ref.empty:
+        raise ValueError(f"paired_vs: no rows of the reference method {reference!r}")
+    methods = methods or [m for m in table["method"].unique() if m != reference]
+    rows = []
+    for method in methods:
+        mine = table[table["method"] == method].set_index("seed")[column]
+        if mine.empty:
+            raise ValueError(f"paired_vs: no rows of method {method!r}")
+        seeds = sorted(set(mine.index) & set(ref.index))
+        if not seeds:
+            raise ValueError(f"paired_vs: {method!r} and {reference!r} share no seed")
+        d, lo, hi = paired_difference(mine.loc[seeds].to_numpy(), ref.loc[seeds].to_numpy())
+        rows.append(
+            {"method": method, "lam": method_lam(method), "diff": d, "lo": lo, "hi": hi}
+            | {"n": len(seeds)}
+        )
+    out = pd.DataFrame(rows, columns=["method", "lam", "diff", "lo", "hi", "n"])
+    return out.sort_values("lam", ascending=False, ignore_index=True)
+
+
+def worst(diffs: pd.DataFrame) -> pd.Series:
+    """The row of :func:`paired_vs` with the lowest point estimate (the C1 evidence)."""
+    _need(diffs, ("diff",), "worst")
+    if diffs.empty:
+        raise ValueError("worst: empty table")
+    return diffs.loc[diffs["diff"].idxmin()]
+
+
+def ratio_interval(num: Sequence[float], den: Sequence[float]) -> tuple[float, float, float]:
+    """Per-seed ratios ``num_i / den_i``, then their mean with a t-interval ``(mean, lo, hi)``.
+
+    Used for C5's entropy ratio (no baseline over baseline, paired on seeds).
+    """
+    a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"ratio_interval: need equal 1-D shapes, got {a.shape} and {b.shape}")
+    if np.any(b <= 0):
+        raise ValueError(f"ratio_interval: denominators must be > 0, got {b.tolist()}")
+    return mean_interval(a / b)
+
+
+def betas_literal(betas: Mapping[str, float], digits: int = 3) -> str:
+    """A YAML/Python flow mapping of a beta table, rounded to ``digits`` significant digits,
+    ordered GRPO first, then by decreasing lam (ready to paste into a profile)."""
+    keys = sorted(betas, key=lambda k: (-method_lam(k), k))
+    return "{" + ", ".join(f'"{k}": {float(betas[k]):.{digits}g}' for k in keys) + "}"
+
+
+def _need(frame: pd.DataFrame, columns: Sequence[str], who: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{who}: missing column(s) {missing}; has {list(frame.columns)}")
