@@ -180,3 +180,13 @@ def test_only_rank_zero_writes_the_run(runs, monkeypatch):
     assert not path.exists() and not path.parent.exists()
     monkeypatch.setenv("RANK", "0")
     assert is_complete(run_once(spec, "smoke", lambda tmp: {"frpo/x": 1.0}))
+
+
+def test_toy_sources_carry_the_world_recipe_hash():
+    from frpo.toyworld.config import WorldConfig
+
+    src = Source(kind="toy", seed=2, size="smoke")
+    assert src.recipe == WorldConfig(seed=2, size="smoke").recipe_hash()
+    assert from_dict(to_dict(RLSpec(source=src))).source == src
+    with pytest.raises(ValueError, match="the world changed"):
+        Source(kind="toy", seed=2, size="smoke", recipe="000000000000")

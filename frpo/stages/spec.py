@@ -36,6 +36,9 @@ class Source:
     """Local path or hub id of the base model (``files`` and ``hub``)."""
     data: tuple[tuple[str, str], ...] = ()
     """``(task, path-or-id)`` pairs for the datasets (``files`` and ``hub``)."""
+    recipe: str = ""
+    """The ToyWorld recipe hash (``toy`` only; filled in automatically), so that a changed world
+    (new ``WORLD_VERSION`` or preset) gives new run directories instead of stale ones."""
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -43,6 +46,16 @@ class Source:
         if self.kind != "toy" and not self.model:
             raise ValueError(f"Source.kind={self.kind!r} needs a model path or hub id")
         object.__setattr__(self, "data", tuple(tuple(p) for p in self.data))
+        if self.kind == "toy":
+            from frpo.toyworld.config import WorldConfig
+
+            current = WorldConfig(seed=self.seed, size=self.size).recipe_hash()
+            if self.recipe and self.recipe != current:
+                raise ValueError(
+                    f"Source recipe {self.recipe} is not the current toy world's ({current}): the "
+                    "world changed since this spec was written"
+                )
+            object.__setattr__(self, "recipe", current)
 
 
 @dataclass(frozen=True)
