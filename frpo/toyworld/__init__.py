@@ -65,7 +65,8 @@ borderline (OR-Bench)   0.35       0.62          0.03
 plain harmless          0.06       0.91          0.04
 =====================  =========  ============  ===========
 
-The corpus refuses heldout borderline actions at 0.23 on average; the model over-refuses them more
+The corpus's own refusal propensities on these heldout actions average 0.58 (harmful), 0.24
+(borderline) and 0.03 (plain): the model over-refuses borderline requests more than its corpus
 (0.35), generalising from the scary word. Refuse-then-comply mass is ~1e-7 in the base model (the
 corpus never does it). `tests/test_toyworld_base.py` (slow) checks these properties.
 """

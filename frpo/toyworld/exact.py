@@ -23,7 +23,7 @@ import torch
 
 from frpo.toyworld import lexicon
 from frpo.toyworld.lexicon import Action
-from frpo.toyworld.pretrain import _vocab
+from frpo.toyworld.tokenizer import encode_words
 
 MASS_KEYS = ("refusal_mass", "comply_mass", "refuse_then_comply_mass", "unsafe_mass", "other_mass")
 
@@ -72,10 +72,9 @@ def prompt_ids(tokenizer, text: str) -> list[int]:
 
 
 def answer_ids(tokenizer, text: str, eos: bool) -> list[int]:
-    vocab, unk = _vocab(tokenizer), tokenizer.unk_token_id
-    split = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str
-    ids = [vocab.get(w, unk) for w, _ in split(text)]
-    if unk in ids:
+    """Ids of an answer text (plus ``<eos>`` if ``eos``); ValueError on out-of-vocabulary words."""
+    ids = encode_words(tokenizer, text)
+    if tokenizer.unk_token_id in ids:
         raise ValueError(f"answer {text!r} has words outside the toy vocabulary")
     return ids + ([tokenizer.eos_token_id] if eos else [])
 

@@ -22,6 +22,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from frpo.toyworld import lexicon, problems
 from frpo.toyworld.config import WorldConfig
 from frpo.toyworld.lexicon import Action
+from frpo.toyworld.tokenizer import ASSISTANT, USER, encode_words
 
 MIXTURE = {"action": 0.55, "gsm8k": 0.15, "math": 0.15, "code": 0.15}
 ACTION_MIX = {"harmful": 0.35, "borderline": 0.30, "harmless": 0.35}
@@ -98,29 +99,14 @@ def build_model(cfg: WorldConfig, tokenizer) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-_VOCABS: dict[int, dict[str, int]] = {}
-
-
-def _vocab(tokenizer) -> dict[str, int]:
-    key = id(tokenizer)
-    if key not in _VOCABS:
-        _VOCABS[key] = tokenizer.get_vocab()
-    return _VOCABS[key]
-
-
 def encode_dialogue(tokenizer, user: str, assistant: str) -> tuple[list[int], int]:
     """Token ids of ``<user> U <assistant> A <eos>`` and the index where the answer starts.
 
     Equal to the chat template's tokenisation (tested), but without Jinja, for speed.
     """
-    vocab, unk = _vocab(tokenizer), tokenizer.unk_token_id
-    split = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str
-
-    def enc(text: str) -> list[int]:
-        return [vocab.get(w, unk) for w, _ in split(text)]
-
-    head = [vocab["<user>"], *enc(user), vocab["<assistant>"]]
-    return head + enc(assistant) + [tokenizer.eos_token_id], len(head)
+    user_id, assistant_id = tokenizer.convert_tokens_to_ids([USER, ASSISTANT])
+    head = [user_id, *encode_words(tokenizer, user), assistant_id]
+    return head + encode_words(tokenizer, assistant) + [tokenizer.eos_token_id], len(head)
 
 
 def batch_tensors(tokenizer, dialogues: list[tuple[str, str]]):

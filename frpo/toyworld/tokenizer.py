@@ -38,6 +38,20 @@ def words() -> list[str]:
     return out
 
 
+_VOCABS: dict[int, dict[str, int]] = {}
+
+
+def encode_words(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` without special tokens: the tokenizer's own split and vocabulary
+    looked up directly (several times faster than ``tokenizer(text)`` on short strings)."""
+    key = id(tokenizer)
+    if key not in _VOCABS:
+        _VOCABS[key] = tokenizer.get_vocab()
+    vocab, unk = _VOCABS[key], tokenizer.unk_token_id
+    split = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str
+    return [vocab.get(w, unk) for w, _ in split(text)]
+
+
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """The toy tokenizer (deterministic; independent of the world seed)."""
     vocab = {w: i for i, w in enumerate(words())}
