@@ -152,3 +152,20 @@ def test_ratio_interval():
 def test_betas_literal_order_and_rounding():
     text = s1.betas_literal({"frpo-0.1": 0.001234567, "frpo-5": 0.05, "grpo": 0.04})
     assert text == '{"grpo": 0.04, "frpo-5": 0.05, "frpo-0.1": 0.00123}'
+
+
+@pytest.mark.slow
+def test_base_reference_is_deterministic_and_bounded():
+    """Slow (builds the smoke world's base model once, ~20 s): the base numbers are the held-out
+    estimator on pi_ref, deterministic (fixed sampling seed) and a mean of rewards in [0, 1]."""
+    import torch
+
+    torch.set_num_threads(1)
+    world = {"kind": "toy", "size": "smoke", "seed": 0}
+    stage1 = {"tasks": ["safety"], "n_eval": 8, "max_completion_length": 8}
+    a = s1.base_reference(world, stage1)
+    assert set(a) == {"frpo/base/reward/safety", "frpo/base/reward/safety/toy_safety_reward"}
+    assert 0.0 <= a["frpo/base/reward/safety"] <= 1.0
+    assert s1.base_reference(world, stage1) == a
+    with pytest.raises(ValueError, match="lacks"):
+        s1.base_reference(world, {"tasks": ["safety"]})

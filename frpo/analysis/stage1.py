@@ -169,6 +169,38 @@ def ratio_interval(num: Sequence[float], den: Sequence[float]) -> tuple[float, f
     return mean_interval(a / b)
 
 
+def base_reference(world: Mapping, stage1: Mapping) -> dict[str, float]:
+    """pi_ref's held-out numbers with the estimator every stage-1 run's ``metrics.json`` uses.
+
+    Samples the base model (pi_ref) of ``world`` on the first ``stage1["n_eval"]`` held-out prompts
+    of each of ``stage1["tasks"]`` with :data:`frpo.stages.rlhf.EVAL_SEED`, answers of at most
+    ``stage1["max_completion_length"]`` tokens, as :func:`frpo.stages.rlhf.held_out_metrics` does
+    for a trained run. Keys ``frpo/base/reward/<task>`` (and per reward function).
+    """
+    from frpo.recipes import make_source
+    from frpo.stages.rlhf import held_out_metrics
+    from frpo.stages.sources import load_model, load_tokenizer, open_source
+
+    missing = [k for k in ("tasks", "n_eval", "max_completion_length") if k not in stage1]
+    if missing:
+        raise ValueError(f"base_reference: the stage1 block lacks {missing}")
+    backend = open_source(make_source(dict(world)))
+    path = str(backend.base_model_path())
+    model, tokenizer = load_model(path), load_tokenizer(path)
+    out = held_out_metrics(
+        backend,
+        model,
+        model,
+        model,
+        tokenizer,
+        list(stage1["tasks"]),
+        int(stage1["n_eval"]),
+        int(stage1["max_completion_length"]),
+        "frpo/base",
+    )
+    return {k: float(v) for k, v in out.items() if "/reward/" in k}
+
+
 def betas_literal(betas: Mapping[str, float], digits: int = 3) -> str:
     """A YAML/Python flow mapping of a beta table, rounded to ``digits`` significant digits,
     ordered GRPO first, then by decreasing lam (ready to paste into a profile)."""
