@@ -115,8 +115,9 @@ def test_taylor_target_and_kl_range():
     with pytest.raises(ValueError, match="rho_lo"):
         ds.taylor_target(0.07, 0.3, 0.02)
     assert ds.kl_range([0.3, 0.05, 0.1]) == (0.05, 0.3)
-    with pytest.raises(ValueError, match="KL <= 0"):
-        ds.kl_range([0.1, -0.001])
+    assert ds.kl_range([0.1, -0.001, 0.0, 0.2]) == (0.1, 0.2)  # noise at 0 left out
+    with pytest.raises(ValueError, match="no run reached"):
+        ds.kl_range([0.0, -0.001])
 
 
 def test_read_trajectory_and_metrics(tmp_path):
@@ -133,3 +134,37 @@ def test_read_trajectory_and_metrics(tmp_path):
     assert ds.read_metric(tmp_path, "stage1_std") == 0.25
     with pytest.raises(ValueError, match="has no 'x'"):
         ds.read_metric(tmp_path, "x")
+
+
+def test_trajectory_frame_and_mean_length(tmp_path):
+    runs = {}
+    for m, kl in (("grpo", 0.2), ("frpo-0.2", 0.1)):
+        d = tmp_path / m
+        d.mkdir()
+        rows = [{"step": 0, ds.TRACK_KL: 0.0}, {"step": 4, ds.TRACK_KL: kl}]
+        (d / "trajectory.json").write_text(json.dumps(rows))
+        (d / "metrics.json").write_text(json.dumps({ds.MEAN_LENGTH: 8.0 if m == "grpo" else 10.0}))
+        runs[(m, "gsm8k", 0)] = d
+    df = ds.trajectory_frame(runs)
+    assert len(df) == 4
+    assert df.loc[df.method == "grpo", ds.TRACK_KL].tolist() == [0.0, 0.2]
+    assert set(df.lam) == {math.inf, 0.2}
+    with pytest.raises(ValueError, match="does not match"):
+        ds.trajectory_frame({("grpo",): tmp_path / "grpo"})
+    assert ds.mean_response_length(list(runs.values())) == 9.0
+
+
+def test_metrics_frame(tmp_path):
+    runs = {}
+    for i, m in enumerate(("grpo", "frpo-0.2")):
+        d = tmp_path / m
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({ds.TASK_SCORE["gsm8k"]: 0.25 * i}))
+        runs[(m, 0)] = d
+    df = ds.metrics_frame(runs, ("method", "seed"))
+    assert df.set_index("method")[ds.TASK_SCORE["gsm8k"]].to_dict() == {
+        "grpo": 0.0,
+        "frpo-0.2": 0.25,
+    }
+    with pytest.raises(ValueError, match="does not match"):
+        ds.metrics_frame(runs, ("method",))

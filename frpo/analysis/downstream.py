@@ -209,13 +209,18 @@ def best_lam(rows: Sequence[dict]) -> tuple[float, dict[float, float]]:
 
 
 def kl_range(end_kls: Sequence[float]) -> tuple[float, float]:
-    """``(min, max)`` of the downstream KLs the runs reached; ValueError unless all are > 0."""
+    """``(min, max)`` of the positive downstream KLs the runs reached.
+
+    A per-token KL estimate at or below 0 (a run that barely moved, read through sampling noise)
+    has no lam* (rho must be > 0) and is left out; ValueError when no KL is positive.
+    """
     a = np.asarray(end_kls, dtype=np.float64)
     if a.size == 0 or not np.all(np.isfinite(a)):
         raise ValueError("kl_range needs finite KLs")
-    if np.any(a <= 0):
-        raise ValueError(f"kl_range: a run reached KL <= 0 ({a.min():g}); rho must be > 0")
-    return float(a.min()), float(a.max())
+    pos = a[a > 0]
+    if pos.size == 0:
+        raise ValueError(f"kl_range: no run reached a KL > 0 (max {a.max():g})")
+    return float(pos.min()), float(pos.max())
 
 
 def taylor_target(std: float, rho_lo: float, rho_hi: float) -> tuple[float, float]:
@@ -242,3 +247,50 @@ def read_metric(path: str | Path, key: str) -> float:
     if key not in data:
         raise ValueError(f"{path} has no {key!r}; it has {sorted(data)[:12]}...")
     return float(data[key])
+
+
+def trajectory_frame(runs: Mapping[tuple, str | Path], names=("method", "dataset", "seed")):
+    """One long ``pandas.DataFrame`` of the trajectories of ``runs[key] = run_dir``.
+
+    Each key is a tuple named by ``names``; every trajectory row becomes one frame row with those
+    columns, ``lam`` (:func:`method_lam`, when ``method`` is named) and the row's metrics.
+    """
+    import pandas as pd
+
+    out = []
+    for key, path in runs.items():
+        if len(key) != len(names):
+            raise ValueError(f"run key {key!r} does not match names {names!r}")
+        tags = dict(zip(names, key, strict=True))
+        if "method" in tags:
+            tags["lam"] = method_lam(tags["method"])
+        out += [{**tags, **row} for row in read_trajectory(path)]
+    return pd.DataFrame(out)
+
+
+def mean_response_length(stage1_runs: Sequence[str | Path]) -> float:
+    """Mean of the stage-1 runs' final mean completion length (tokens; :data:`MEAN_LENGTH`)."""
+    if not stage1_runs:
+        raise ValueError("mean_response_length needs at least one stage-1 run")
+    return float(np.mean([read_metric(p, MEAN_LENGTH) for p in stage1_runs]))
+
+
+TASK_SCORE = {
+    "gsm8k": "frpo/eval/gsm8k/correctness",
+    "alpaca": "frpo/eval/alpaca/helpfulness",
+}
+"""The downstream task score after SFT on each dataset (C3; Table 1's analogue): the eval runs'
+judge metric on that task's held-out prompts (greedy answers)."""
+
+
+def metrics_frame(runs: Mapping[tuple, str | Path], names: Sequence[str]):
+    """One ``pandas.DataFrame`` row per run: the ``names`` tags and its ``metrics.json``."""
+    import pandas as pd
+
+    out = []
+    for key, path in runs.items():
+        if len(key) != len(names):
+            raise ValueError(f"run key {key!r} does not match names {tuple(names)!r}")
+        metrics = json.loads((Path(path) / "metrics.json").read_text())
+        out.append({**dict(zip(names, key, strict=True)), **metrics})
+    return pd.DataFrame(out)
