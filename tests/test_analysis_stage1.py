@@ -78,6 +78,18 @@ def test_seed_band_mean_and_t_interval(tmp_path):
     assert band.loc[("frpo-0.5", 1), "mean"] == pytest.approx(0.3)
 
 
+def test_seed_band_trailing_window():
+    # one run, values 1, 2, 4, 8 -> window 2: 1, 1.5, 3, 6
+    curves = pd.DataFrame(
+        {"method": ["grpo"] * 4, "seed": [0] * 4, "step": [3, 1, 2, 4], "y": [4.0, 1.0, 2.0, 8.0]}
+    )
+    band = s1.seed_band(curves, "y", window=2)
+    assert band["step"].tolist() == [1, 2, 3, 4]
+    assert band["mean"].tolist() == [1.0, 1.5, 3.0, 6.0]
+    with pytest.raises(ValueError, match="window"):
+        s1.seed_band(curves, "y", window=0)
+
+
 def test_seed_band_single_seed_has_zero_width():
     curves = pd.DataFrame({"method": ["grpo"] * 2, "seed": [0, 0], "step": [1, 2], "y": [1.0, 2.0]})
     band = s1.seed_band(curves, "y")
