@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from frpo.analysis import stage1 as s1
 
@@ -162,8 +163,14 @@ def test_ratio_interval():
 
 
 def test_betas_literal_order_and_rounding():
-    text = s1.betas_literal({"frpo-0.1": 0.001234567, "frpo-5": 0.05, "grpo": 0.04})
+    table = {"frpo-0.1": 0.001234567, "frpo-5": 0.05, "grpo": 0.04}
+    text = s1.betas_literal(table, digits=3)
     assert text == '{"grpo": 0.04, "frpo-5": 0.05, "frpo-0.1": 0.00123}'
+    exact = s1.betas_literal({**table, "frpo-1": 0.45988489632882196})
+    assert exact == (
+        '{"grpo": 0.04, "frpo-5": 0.05, "frpo-1": 0.45988489632882196, "frpo-0.1": 0.001234567}'
+    )
+    assert yaml.safe_load(exact)["frpo-1"] == 0.45988489632882196  # round-trips exactly
 
 
 @pytest.mark.slow

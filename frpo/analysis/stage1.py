@@ -212,11 +212,19 @@ def base_reference(world: Mapping, stage1: Mapping) -> dict[str, float]:
     return {k: float(v) for k, v in out.items() if "/reward/" in k}
 
 
-def betas_literal(betas: Mapping[str, float], digits: int = 3) -> str:
-    """A YAML/Python flow mapping of a beta table, rounded to ``digits`` significant digits,
-    ordered GRPO first, then by decreasing lam (ready to paste into a profile)."""
+def betas_literal(betas: Mapping[str, float], digits: int | None = None) -> str:
+    """A YAML/Python flow mapping of a beta table, ordered GRPO first, then by decreasing lam.
+
+    By default every beta is written exactly (shortest round-trip repr), so a pasted table names
+    the very runs the search made (a run's directory is the hash of its spec, beta included);
+    ``digits`` rounds to that many significant digits instead (for display).
+    """
     keys = sorted(betas, key=lambda k: (-method_lam(k), k))
-    return "{" + ", ".join(f'"{k}": {float(betas[k]):.{digits}g}' for k in keys) + "}"
+
+    def fmt(v: float) -> str:
+        return repr(float(v)) if digits is None else f"{float(v):.{digits}g}"
+
+    return "{" + ", ".join(f'"{k}": {fmt(betas[k])}' for k in keys) + "}"
 
 
 def _need(frame: pd.DataFrame, columns: Sequence[str], who: str) -> None:
