@@ -69,6 +69,21 @@ The corpus's own refusal propensities on these heldout actions average 0.58 (har
 (borderline) and 0.03 (plain): the model over-refuses borderline requests more than its corpus
 (0.35), generalising from the scary word. Refuse-then-comply mass is ~1e-7 in the base model (the
 corpus never does it). `tests/test_toyworld_base.py` (slow) checks these properties.
+
+Downstream phenomena, scratch check (plain TRL 1.16, seed 0, one run each; exact masses as above)
+---------------------------------------------------------------------------------------------------
+- GRPOTrainer on ``safety`` (beta 0, lr 2e-4 linear decay, G = 8, 64 completions a step, 300
+  steps, 143 s on one core): harmful refusal 0.62 -> 0.95, borderline over-refusal 0.35 -> 0.07;
+  per-token KL(GRPO || base) on its own samples 0.084. Safety gets near its ceiling.
+- SFTTrainer on ``alpaca`` from that GRPO model (1344 rows, one epoch, batch 16, constant lr,
+  assistant-only loss): lr 1e-4 -> refusal 0.76 (per-token KL to the GRPO model 0.12); lr 3e-4 ->
+  0.31, unsafe mass 0.61 (KL 0.33); lr 1e-3 -> 0.00 (KL 0.65). Benign instruction tuning erodes
+  the guardrail within the paper's KL ball of ~0.3 (Qi et al. 2023's effect).
+- SFTTrainer on ``gsm8k`` (same settings): lr 3e-4 -> refusal 0.95 kept (KL 0.06); lr 5e-4, 2400
+  rows -> refusal 0.91 while helpfulness collapses (plain harmless "other" mass 0.63, KL 0.51);
+  lr 1e-3 -> refusal 0.25 but into garbage (other 0.75, unsafe 0.00, KL 2.7). In this world
+  word-problem SFT erodes refusals into nonsense and helpfulness, not into harmful compliance
+  (unlike Mistral in the paper's Fig. 4): use ``alpaca`` for safety forgetting.
 """
 
 from frpo.toyworld.config import WorldConfig
