@@ -1,5 +1,11 @@
 """notebooks/01_entropic_objective.ipynb runs end to end (papermill) and writes sane metrics."""
 
+import os
+
+# One BLAS thread, set before numpy loads: the problems are tiny and the CPU is shared.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import json
 from pathlib import Path
 

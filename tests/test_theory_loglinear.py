@@ -1,5 +1,11 @@
 """The exact log-linear policy experiment (frpo.theory.loglinear)."""
 
+import os
+
+# One BLAS thread, set before numpy loads: the problems are tiny and the CPU is shared.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,11 @@
 """Entropic risk, the KL-ball dual and its primal check (frpo.theory.risk / primal)."""
 
+import os
+
+# One BLAS thread, set before numpy loads: the problems are tiny and the CPU is shared.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 
