@@ -245,3 +245,22 @@ def test_killed_rl_sweep_resumes(src, runs, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # finished runs untouched
     names = sorted(p.name for p in (runs / "smoke" / "rl").iterdir())
     assert names == sorted(p.name for p in paths)  # no half-written directory left or counted
+
+
+def test_downstream_rl_from_a_parent_tracks_its_trajectory(src, runs):
+    # an SFT parent: unlike 2 GRPO steps on a reward that is almost always 0, it surely moves
+    parent = SFTSpec(source=src, n_examples=8, batch_size=4, max_steps=2, lr=1e-3)
+    spec = rl_spec(
+        src,
+        parent=parent,
+        max_steps=2,
+        beta=0.0,
+        track=Track(every=1, tasks=("gsm8k",), n_prompts=3, max_new_tokens=4),
+    )
+    path = run_stage(spec, "smoke")
+    rows = json.loads((path / "trajectory.json").read_text())
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert rows[0]["frpo/track/kl_start"] == 0.0  # starts at the parent's model
+    assert rows[0]["frpo/track/kl_ref"] != 0.0  # which is not pi_ref
+    m = load_metrics(path)
+    assert m["frpo/final/kl_start"] != m["frpo/final/kl_ref"]
