@@ -76,7 +76,7 @@ class FileBackend:
         for task in data:
             if task not in FORMATS:
                 raise ValueError(
-                    f"unknown task {task!r} for a files source; known: {list(FORMATS)}"
+                    f"unknown task {task!r} for a {type(self).__name__}; known: {list(FORMATS)}"
                 )
         self.model = model
         self.data = dict(data)
