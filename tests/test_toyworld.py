@@ -281,3 +281,43 @@ def test_exact_masses_sum_and_match_a_plain_loop(smoke_world):
     assert math.isclose(per["refusal_mass"][0], expected, rel_tol=1e-5), text
     harm = np.array([c == "harmful" for c in ex["category"]])
     assert np.all(np.array(per["unsafe_mass"])[~harm] == 0.0)
+
+
+def test_trl_grpo_and_sft_accept_the_world(smoke_world, tmp_path):
+    """One GRPO step (conversational prompts, the safety reward) and one SFT step run in TRL."""
+    from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+
+    path = str(smoke_world.base_model_path())
+    common = dict(use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=True)
+    grpo = GRPOTrainer(
+        model=path,
+        reward_funcs=smoke_world.reward_funcs("safety"),
+        args=GRPOConfig(
+            output_dir=str(tmp_path / "g"),
+            per_device_train_batch_size=8,
+            num_generations=4,
+            max_completion_length=12,
+            max_steps=1,
+            gradient_checkpointing=False,
+            **common,
+        ),
+        train_dataset=smoke_world.dataset("safety", "train", n=16),
+        processing_class=smoke_world.tokenizer,
+    )
+    grpo.train()
+    rewards = [h for h in grpo.state.log_history if "reward" in h]
+    assert rewards and 0.0 <= rewards[0]["reward"] <= 1.0
+    sft = SFTTrainer(
+        model=path,
+        args=SFTConfig(
+            output_dir=str(tmp_path / "s"),
+            per_device_train_batch_size=8,
+            max_steps=1,
+            assistant_only_loss=True,
+            **common,
+        ),
+        train_dataset=smoke_world.sft_dataset("alpaca", "train", n=16),
+        processing_class=smoke_world.tokenizer,
+    )
+    sft.train()
+    assert math.isfinite(sft.state.log_history[-1]["train_loss"])
