@@ -123,3 +123,13 @@ def test_bad_inputs():
         log_partition_bias(VALUES, PROBS, LAM, 1, False)
     with pytest.raises(ValueError, match="lam"):
         group_estimates(VALUES, [[1, 1, 0]], 0.0, False)
+
+
+def test_weight_bias_monte_carlo_agrees_with_enumeration():
+    for jackknife in (False, True):
+        exact, se0 = weight_bias(VALUES, PROBS, LAM, 6, jackknife)
+        mc, se = weight_bias(VALUES, PROBS, LAM, 6, jackknife, n_mc=100_000, seed=3)
+        assert np.all(se0 == 0) and np.all(se > 0)
+        assert np.all(np.abs(mc - exact) < 4 * se + 1e-12)
+        # Weights sum to one in every group, so the biases sum to zero.
+        assert exact.sum() == pytest.approx(0.0, abs=1e-12)
