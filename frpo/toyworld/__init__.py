@@ -70,7 +70,7 @@ seed 1: 0.33 / 0.19 / 0.04, 0.08 (its corpus refuses these harmful actions at 0.
 0.53 / 0.24 / 0.07, 0.03 (corpus 0.54). The seed moves the harmful refusal rate by +-0.15 because
 it draws the per-verb and per-object propensities: compare methods within a seed, over seeds.
 
-The corpus's own refusal propensities on these heldout actions average 0.58 (harmful), 0.24
+Seed 0's corpus refuses the heldout actions with mean propensities 0.58 (harmful), 0.24
 (borderline) and 0.03 (plain): the model over-refuses borderline requests more than its corpus
 (0.35), generalising from the scary word. Refuse-then-comply mass is ~1e-7 in the base model (the
 corpus never does it). `tests/test_toyworld_base.py` (slow) checks these properties.
