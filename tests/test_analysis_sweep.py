@@ -36,6 +36,7 @@ def test_sample_settings_is_seeded_and_distinct():
     assert len({json.dumps(x, sort_keys=True) for x in a}) == 48
     assert sw.sample_settings(s, 48, seed=1) != a
     assert len(sw.sample_settings(s, 72, seed=0)) == 72
+    assert sw.sample_settings(s, 20, seed=0) == a[:20]  # nested: a smaller draw is a prefix
     with pytest.raises(ValueError, match="n_settings"):
         sw.sample_settings(s, 73, seed=0)
 

@@ -2,9 +2,8 @@
 
 The paper's sweep crosses full fine-tuning / LoRA r16 / LoRA r32, six learning rates, one or two
 epochs and two datasets (Alpaca, GSM8K): 72 settings, of which it ran 48. :func:`all_settings`
-lists the 72 in a fixed order and :func:`sample_settings` draws ``n`` of them without replacement
-with a seeded generator, so a profile that runs fewer settings runs a prefix-free, reproducible
-subset.
+lists the 72 in a fixed order and :func:`sample_settings` takes the first ``n`` of a seeded
+permutation, so a profile that runs fewer settings runs a reproducible subset of a larger one.
 
 Statistics over settings (each setting is one draw; the "seeds" of C9 are settings):
 
@@ -68,11 +67,14 @@ def all_settings(lrs: Mapping[str, Sequence[float]]) -> list[dict]:
 
 
 def sample_settings(settings: Sequence[dict], n: int, seed: int) -> list[dict]:
-    """``n`` distinct settings drawn with ``numpy.random.default_rng(seed)``, in draw order."""
+    """The first ``n`` settings of a permutation drawn with ``numpy.random.default_rng(seed)``.
+
+    Draws are nested: with one seed, the ``n = 20`` sample is a prefix of the ``n = 48`` one.
+    """
     if not 1 <= n <= len(settings):
         raise ValueError(f"n_settings must be in [1, {len(settings)}], got {n}")
-    idx = np.random.default_rng(seed).choice(len(settings), size=n, replace=False)
-    return [dict(settings[i]) for i in idx]
+    order = np.random.default_rng(seed).permutation(len(settings))
+    return [dict(settings[i]) for i in order[:n]]
 
 
 def sft_overrides(setting: Mapping) -> dict:
