@@ -155,3 +155,20 @@ def test_reward_matrix_scores_the_saved_samples(tmp_path):
     (tmp_path / "completions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(ValueError, match="prompts differ"):
         sw.reward_matrix(tmp_path, _Backend(), "safety")
+
+
+def test_bound_by_kl_regions():
+    kept = [0.5, 0.7, 0.6, 0.2, 0.4]
+    pred = [0.6, 0.5, 0.5, 0.3, 0.1]
+    kls = [0.0, 0.1, 0.3, 1.0, 5.0]  # regions: (-inf, .02] (.02, .3] (.3, inf)
+    rows = sw.bound_by_kl(kept, pred, kls)
+    assert [(r["n"], r["holds"]) for r in rows] == [(1, 0), (2, 2), (2, 1)]
+    assert rows[0]["min_margin"] == pytest.approx(-0.1)
+    assert rows[1]["mean_margin"] == pytest.approx(0.15)  # (0.2 + 0.1) / 2
+    assert rows[2]["min_margin"] == pytest.approx(-0.1)
+    empty = sw.bound_by_kl([0.5], [0.4], [0.1], edges=(0.5, 1.0))
+    assert empty[1]["n"] == 0 and math.isnan(empty[1]["min_margin"])
+    with pytest.raises(ValueError, match="increase"):
+        sw.bound_by_kl([0.5], [0.4], [0.1], edges=(0.3, 0.02))
+    with pytest.raises(ValueError, match="one length"):
+        sw.bound_by_kl([0.5, 0.1], [0.4], [0.1])

@@ -206,3 +206,36 @@ def reward_matrix(eval_run: str | Path, backend, task: str = "safety") -> np.nda
         vals = f(prompts=rep["prompt"], completions=completions, **columns)
         total += np.array([0.0 if v is None else float(v) for v in vals])
     return total.reshape(len(rows), m)
+
+
+def bound_by_kl(kept, predicted, kls, edges=(0.02, 0.3)) -> list[dict]:
+    """Does the kept reward stay above the predicted floor, per KL region?
+
+    ``kept``, ``predicted``, ``kls``: one value per run (shape (n_runs,)); ``edges`` split the
+    per-token KL axis into ``(-inf, e0], (e0, e1], ..., (e_last, inf)``. One row per region:
+    ``lo``, ``hi``, ``n``, ``holds`` (runs with kept >= predicted), ``min_margin`` and
+    ``mean_margin`` (kept - predicted; nan for an empty region).
+    """
+    k, p, x = (np.asarray(v, dtype=np.float64) for v in (kept, predicted, kls))
+    if not (k.shape == p.shape == x.shape) or k.ndim != 1:
+        raise ValueError(
+            f"kept, predicted, kls must be 1-D of one length: {k.shape, p.shape, x.shape}"
+        )
+    bounds = [-math.inf, *map(float, edges), math.inf]
+    if any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
+        raise ValueError(f"edges must increase, got {edges}")
+    rows = []
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        sel = (x > lo) & (x <= hi)
+        margin = k[sel] - p[sel]
+        rows.append(
+            {
+                "lo": lo,
+                "hi": hi,
+                "n": int(sel.sum()),
+                "holds": int((margin >= 0).sum()),
+                "min_margin": float(margin.min()) if margin.size else float("nan"),
+                "mean_margin": float(margin.mean()) if margin.size else float("nan"),
+            }
+        )
+    return rows
