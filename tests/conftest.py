@@ -9,5 +9,8 @@ for _name, _value in {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "WANDB_DISABLED": "true",
     "TOKENIZERS_PARALLELISM": "false",
+    # one BLAS thread: contended OpenBLAS threads made SLSQP 20x slower on a 2-core machine
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
 }.items():
     os.environ.setdefault(_name, _value)
