@@ -175,3 +175,28 @@ def test_run_specs_of_frpo_stages_get_their_accelerate_command():
     bad = {**to_dict(spec), "lamda": 0.5}  # a typo inside a stage spec is an error too
     with pytest.raises(ValueError, match="lamda"):
         plan.describe("05_x", {"profile": "paper", "train": bad})
+
+
+def test_stage1_block_prints_one_launch_per_method_and_seed():
+    from frpo.recipes import stage1_spec
+    from frpo.stages.spec import run_name
+
+    world = {"kind": "toy", "size": "smoke", "seed": 0}
+    stage1 = {"tasks": ["safety"], "max_steps": 3, "batch_size": 16, "num_generations": 8}
+    betas = {"grpo": 0.04, "frpo-0.5": 0.02, "frpo-0.1": 0.01}
+    params = {"profile": "paper", "n_gpus": 1, "world": world, "stage1": stage1, "betas": betas}
+    params |= {"seeds": [0, 1], "methods": ["grpo", "frpo-0.1"]}
+    launches = [line for line in plan.describe("03_x", params) if line.startswith("launch")]
+    want = [
+        run_name(stage1_spec(m, s, world, stage1, betas))
+        for m in ("grpo", "frpo-0.1")
+        for s in (0, 1)
+    ]
+    assert len(launches) == 4
+    for line, name in zip(launches, want, strict=True):
+        assert line.startswith("launch[stage1]: accelerate launch") and f"/{name}.json" in line
+    assert "beta" in want[2] and "lam0.1" in want[2]
+    # without `methods`, every key of the beta table; a bad method key fails the dry run
+    assert len(plan.stage1_block_specs({k: params[k] for k in ("world", "stage1", "betas")})) == 3
+    with pytest.raises(ValueError, match="frpo-x"):
+        plan.describe("03_x", {**params, "methods": ["frpo-x"]})

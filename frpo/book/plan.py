@@ -9,6 +9,12 @@ A launcher is found, in this order: in the registry (``register_launcher``); for
 notebook's parameters, default 8); else the function ``launch_command(spec)`` of the module
 ``frpo.stages.<stage>``. A stage spec that names no known launcher is an error, so the paper
 profile's dry run cannot hide a typo.
+
+Most notebooks do not take specs but the shared *stage-1 block* (``world``, ``stage1``, ``betas``
+and ``seeds`` or ``sweep_seeds``, optionally ``methods``) and build their stage-1 runs with
+:func:`frpo.recipes.stage1_spec`; ``describe`` builds the same specs and prints one
+``launch[stage1]`` line per method and seed, so a bad block fails the dry run too. (The downstream
+runs a notebook derives from them are printed by the notebook itself when it runs.)
 """
 
 from __future__ import annotations
@@ -82,6 +88,27 @@ def stage_specs(value: Any) -> list[dict[str, Any]]:
     return []
 
 
+def stage1_block_specs(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stage-1 run specs (as dicts) a notebook builds from its stage-1 block, or [].
+
+    Methods: ``params["methods"]`` when given, else every key of ``betas``; seeds: ``seeds``, else
+    ``sweep_seeds``, else [0]. Parsing errors (unknown method key, bad field) propagate.
+    """
+    if not all(key in params for key in ("world", "stage1", "betas")):
+        return []
+    from frpo.recipes import stage1_spec
+    from frpo.stages.spec import to_dict
+
+    betas = params["betas"]
+    methods = params.get("methods") or list(betas)
+    seeds = params.get("seeds") or params.get("sweep_seeds") or [0]
+    return [
+        to_dict(stage1_spec(m, int(s), params["world"], params["stage1"], betas))
+        for m in methods
+        for s in seeds
+    ]
+
+
 def describe(notebook: str, params: dict[str, Any]) -> list[str]:
     """Lines a dry run prints for ``notebook`` run with ``params`` (already resolved).
 
@@ -98,4 +125,6 @@ def describe(notebook: str, params: dict[str, Any]) -> list[str]:
             if not commands:
                 raise ValueError(f"{notebook}: launcher for stage {stage!r} returned no command")
             lines.extend(f"launch[{key}]: {cmd}" for cmd in commands)
+    for spec in stage1_block_specs(params):
+        lines.append(f"launch[stage1]: {find_launcher(spec['stage'], params)(spec)}")
     return lines
