@@ -13,7 +13,7 @@ import pytest
 import yaml
 from test_book_fixtures import make_fixture_repo
 
-from frpo.book import execute
+from frpo.book import execute, pages
 from frpo.book.execute import NotebookFailed, package_hash, run_profile, source_hash
 
 
@@ -73,6 +73,15 @@ def test_execution_outputs_and_failure(tmp_path, capsys):
     assert _statuses(runs) == {"01_alpha": "cached", "02_beta": "executed"}
     assert "01_alpha: up to date, reused" in capsys.readouterr().out
     assert json.loads((out / "claims.json").read_text())[0]["value"] == 1.0
+
+    # Every invocation is recorded (the reproducibility page's cold/warm build times).
+    history = json.loads((out / "manifest.json").read_text())["invocations"]
+    assert [h["status"] for h in history] == ["failed at 02_beta", "ok"]
+    assert history[0]["executed"] == ["01_alpha"] and history[0]["reused"] == []
+    assert history[1]["executed"] == ["02_beta"] and history[1]["reused"] == ["01_alpha"]
+    assert all(h["wall_s"] > 0 for h in history)
+    page = pages.reproducibility_md(json.loads((out / "manifest.json").read_text()), [], "fix")
+    assert "### Runs of the book" in page and "| failed at 02_beta |" in page
 
 
 @pytest.fixture()

@@ -89,6 +89,10 @@ def resolved_params(profile: str, notebook: str, params: dict, out_dir: Path) ->
     return {**params, "profile": profile, "run_dir": _as_param_path(out_dir / notebook)}
 
 
+MAX_INVOCATIONS = 20
+"""How many past ``book run`` invocations the manifest keeps (cold vs warm wall times)."""
+
+
 def read_manifest(out_dir: Path) -> dict:
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
@@ -213,12 +217,31 @@ def run_profile(
     if any(stale for *_, stale in plan):
         manifest["environment"] = envinfo.environment()
     manifest["profile"] = prof.name
+    invocation = {
+        "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "only": list(only or []),
+        "force": bool(force),
+        "executed": [],
+        "reused": [],
+        "status": "running",
+    }
+    history = manifest.setdefault("invocations", [])
+    history.append(invocation)
+    del history[:-MAX_INVOCATIONS]
+    t_start = time.perf_counter()
+
+    def close_invocation(status: str) -> None:
+        invocation["status"] = status
+        invocation["wall_s"] = time.perf_counter() - t_start
+        _write_manifest(out_dir, manifest)
+
     bar = tqdm(plan, desc=f"book[{prof.name}]", unit="nb", disable=not progress, file=sys.stderr)
     for name, spec, params, parts, output, stale in bar:
         bar.set_postfix_str(name)
         if not stale:
             entry = manifest["notebooks"][name]
             runs.append(NotebookRun(name, "cached", keys[name], params, output, entry["wall_s"]))
+            invocation["reused"].append(name)
             bar.write(f"{name}: up to date, reused ({entry['wall_s']:.1f} s when executed)")
             continue
         bar.write(f"{name}: executing ({stale})")
@@ -242,7 +265,7 @@ def run_profile(
                 "wall_s": time.perf_counter() - t0,
                 "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             }
-            _write_manifest(out_dir, manifest)
+            close_invocation(f"failed at {name}")
             bar.close()
             raise NotebookFailed(f"[{prof.name}] {name} failed: {summary}") from err
         wall = time.perf_counter() - t0
@@ -259,7 +282,8 @@ def run_profile(
         }
         _write_manifest(out_dir, manifest)
         runs.append(NotebookRun(name, "executed", keys[name], params, output, wall, stale))
+        invocation["executed"].append(name)
         bar.write(f"{name}: done in {wall:.1f} s")
     bar.close()
-    _write_manifest(out_dir, manifest)
+    close_invocation("ok")
     return runs

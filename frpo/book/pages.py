@@ -129,6 +129,30 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [*out, ""]
 
 
+def _invocations_md(invocations: list[dict]) -> list[str]:
+    """The recent ``frpo book run`` invocations: a cold run executes every notebook, a warm one
+    reuses them all; their wall times are the build-time targets' measurements."""
+    if not invocations:
+        return []
+    rows = [
+        [
+            inv.get("started_at"),
+            inv.get("wall_s"),
+            len(inv.get("executed", [])),
+            len(inv.get("reused", [])),
+            " ".join(inv.get("only", [])) or "all",
+            inv.get("status"),
+        ]
+        for inv in reversed(invocations)
+    ]
+    header = ["Started (UTC)", "Wall time (s)", "Executed", "Reused", "Selection", "Status"]
+    intro = (
+        "Recent runs of `frpo book run` on this profile, newest first: a run that executed every "
+        "notebook is a cold build, one that reused them all a warm rebuild."
+    )
+    return ["### Runs of the book", "", intro, "", *_table(header, rows)]
+
+
 def reproducibility_md(manifest: dict, chapters: list[str], profile: str) -> str:
     """Environment, package versions and time per notebook, from ``manifest.json``."""
     env = manifest.get("environment") or {}
@@ -161,6 +185,7 @@ def reproducibility_md(manifest: dict, chapters: list[str], profile: str) -> str
         rows.append([f"[{name}](notebooks/{name}.ipynb)", wall, e.get("finished_at"), key])
     rows.append(["**total**", total, "", ""])
     lines += _table(["Notebook", "Wall time (s)", "Finished (UTC)", "Cache key"], rows)
+    lines += _invocations_md(manifest.get("invocations", []))
     lines += ["### Parameters", ""]
     for name in chapters:
         params = nbs.get(name, {}).get("params", {})
