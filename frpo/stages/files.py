@@ -1,4 +1,4 @@
-"""Backends over real-format data: local files (``files``) or hub datasets (``hub``).
+"""The ``files`` backend: a local model directory and local data files in real formats.
 
 Formats, converted to the two the runners use (conversational ``prompt`` for RL, ``messages``
 for SFT):
@@ -10,8 +10,8 @@ for SFT):
   is 1.0 when the last number in the completion equals it (commas ignored), else 0.0.
 
 Local files have no splits: row ``i`` is in ``heldout`` when ``i % 5 == 4``, else in ``train``
-(fixed, so held-out prompts never move). Hub datasets use their own ``train``/``test`` splits
-(``heldout`` = ``test``).
+(fixed, so held-out prompts never move). The paper-scale ``hub`` backend, with the real loaders
+of :mod:`frpo.data` and the real rewards and judges, is :mod:`frpo.stages.hub`.
 """
 
 from __future__ import annotations
@@ -154,21 +154,3 @@ class FileBackend:
 
     def judges(self) -> dict:
         return {}
-
-
-class HubBackend(FileBackend):
-    """Hub model id + hub dataset ids (``datasets.load_dataset``), same formats as the files."""
-
-    def _rows(self, task: str, split: str):
-        from datasets import load_dataset
-
-        ident = self.data[task]
-        config = "main" if task == "gsm8k" else None
-        try:
-            table = load_dataset(ident, config, split="test" if split == "heldout" else split)
-        except ValueError:  # no such split (Alpaca has only "train"): use the files' rule
-            full = load_dataset(ident, config, split="train")
-            keep = [i for i in range(len(full)) if (i % 5 == 4) == (split == "heldout")]
-            table = full.select(keep)
-        check_columns(table, FORMATS[task], f"{task} dataset {ident}")
-        return table

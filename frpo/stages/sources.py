@@ -11,7 +11,8 @@ Every runner talks to a *backend* with the ToyWorld interface:
 
 :func:`open_source` builds it from a :class:`~frpo.stages.spec.Source`: the ToyWorld (``toy``),
 local files in the real datasets' formats (``files``, see :mod:`frpo.stages.files`), or the real
-loaders of :mod:`frpo.data` (``hub``).
+loaders, rewards and judges of :mod:`frpo.data`, :mod:`frpo.rewards`, :mod:`frpo.judges`
+(``hub``, paper scale, see :mod:`frpo.stages.hub`; nothing is loaded until it is used).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def open_source(source: Source):
         from frpo.stages.files import FileBackend
 
         return FileBackend(source.model, dict(source.data))
-    from frpo.stages.files import HubBackend
+    from frpo.stages.hub import HubBackend
 
     return HubBackend(source.model, dict(source.data))
 
