@@ -191,7 +191,7 @@ def test_launch_command_and_plan(runs):
     spec = RLSpec(method="frpo", lam=0.2, batch_size=64)
     cmd = launch_command(spec, "runs/paper/specs/x.json", n_gpus=8)
     assert cmd == (
-        "accelerate launch --config_file configs/accelerate/8gpu.yaml -m frpo.stages.rlhf "
+        "accelerate launch --config_file configs/accelerate/8gpu_zero2.yaml -m frpo.stages.rlhf "
         "--spec runs/paper/specs/x.json --profile paper"
     )
     p = plan(SFTSpec(parent=spec), n_gpus=4)

@@ -22,6 +22,7 @@ from frpo.stages.rundir import load_metrics, write_json
 from frpo.stages.spec import RLSpec, run_name
 
 KL_KEY = "frpo/final/kl_ref"
+MAX_STEP = 10.0  # a secant step moves beta by at most this factor from the current beta
 
 
 def next_beta(tries: list[tuple[float, float]], target: float) -> float:
@@ -31,6 +32,10 @@ def next_beta(tries: list[tuple[float, float]], target: float) -> float:
     above, one below the target) the nearest such pair is used; otherwise the two tries
     closest to the target in log KL. A non-decreasing or degenerate fit falls back to a factor
     of 2 in the direction that lowers/raises the KL.
+
+    Every step is capped to a factor of ``MAX_STEP`` (10) either way of the current beta, the
+    try whose KL is nearest the target: a nearly flat fit (two noisy KLs almost equal) would
+    otherwise extrapolate to a beta of ~0 or ~inf (a toy search once proposed 3e-15).
     """
     pts = [(math.log(b), math.log(max(k, 1e-12))) for b, k in tries if b > 0]
     if len(pts) < 2:
@@ -43,11 +48,13 @@ def next_beta(tries: list[tuple[float, float]], target: float) -> float:
         p2 = min(below, key=lambda p: lt - p[1])
     else:
         p1, p2 = sorted(pts, key=lambda p: abs(p[1] - lt))[:2]
+    best = min(pts, key=lambda p: abs(p[1] - lt))  # the current beta
     if p1[0] == p2[0] or (p1[1] - p2[1]) / (p1[0] - p2[0]) >= 0:
-        best = min(pts, key=lambda p: abs(p[1] - lt))
         return math.exp(best[0]) * (2.0 if best[1] > lt else 0.5)
     slope = (p1[1] - p2[1]) / (p1[0] - p2[0])
-    return math.exp(p1[0] + (lt - p1[1]) / slope)
+    step = p1[0] + (lt - p1[1]) / slope  # log beta where the fitted line meets the target
+    cap = math.log(MAX_STEP)
+    return math.exp(min(max(step, best[0] - cap), best[0] + cap))
 
 
 def search_beta(

@@ -40,8 +40,17 @@ from frpo.stages.spec import RLSpec
 EVAL_SEED = 4321  # sampling seed of the final held-out estimates (fixed across runs)
 
 
-def rl_config(spec: RLSpec, out_dir: Path):
-    """The GRPOConfig (or FRPOConfig) of ``spec``."""
+def build_rl_config(spec: RLSpec, out_dir: Path, n_gpus: int | None = None):
+    """The GRPOConfig (or FRPOConfig) of ``spec``, built without training.
+
+    A ``hub`` source is paper scale: the config is updated with
+    :func:`frpo.harness.overrides.paper_trainer_overrides` for ``n_gpus`` GPUs (default: this
+    launch's, :func:`frpo.stages.launch.launched_gpus`), i.e. colocated vLLM generation, bf16,
+    flash-attention 2 and gradient checkpointing, and with
+    ``vllm_importance_sampling_correction=False`` (FRPOTrainer refuses the correction: its loss
+    has its own token ratio, see :mod:`frpo.trainer`; GRPO gets the same setting so that both
+    methods sample and weight alike). ``toy`` and ``files`` sources get no override.
+    """
     from trl import GRPOConfig
 
     kw = trainer_kwargs(spec, out_dir)
@@ -55,6 +64,12 @@ def rl_config(spec: RLSpec, out_dir: Path):
         beta=spec.beta,
         log_completions=False,
     )
+    if spec.source.kind == "hub":
+        from frpo.harness.overrides import paper_trainer_overrides
+        from frpo.stages.launch import launched_gpus
+
+        kw.update(paper_trainer_overrides(launched_gpus() if n_gpus is None else n_gpus))
+        kw["vllm_importance_sampling_correction"] = False
     if spec.method == "frpo":
         from frpo.trainer import FRPOConfig
 
@@ -146,7 +161,9 @@ def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
 
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(start_path)
-    model = load_model(start_path)
+    # paper scale: TRL loads the policy (and pi_ref for the KL) from the path itself, with the
+    # config's model_init_kwargs (bf16, flash-attention 2); a loaded model would ignore them
+    model = start_path if spec.source.kind == "hub" else load_model(start_path)
     ref_path = str(backend.base_model_path())
     callbacks = []
     if spec.track is not None:
@@ -157,7 +174,7 @@ def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
     trainer = trainer_class(spec)(
         model=model,
         reward_funcs=reward_funcs(backend, spec.tasks),
-        args=rl_config(spec, tmp / "trainer"),
+        args=build_rl_config(spec, tmp / "trainer"),
         train_dataset=train_dataset(backend, spec),
         processing_class=tokenizer,
         peft_config=lora_config(spec.lora_rank, spec.lora_alpha),

@@ -80,6 +80,31 @@ def sft_dataset(backend, spec: SFTSpec, model, tokenizer):
     return Dataset.from_list(rows).shuffle(seed=spec.seed)
 
 
+PAPER_SFT_KEYS = ("bf16", "gradient_checkpointing", "gradient_checkpointing_kwargs")
+
+
+def build_sft_config(spec: SFTSpec, out_dir: Path):
+    """The SFTConfig of ``spec``, built without training.
+
+    A ``hub`` source (paper scale) takes the non-vLLM part of
+    :func:`frpo.harness.overrides.paper_trainer_overrides` (bf16, non-reentrant gradient
+    checkpointing, and ``model_init_kwargs``: bf16 weights, flash-attention 2, no KV cache); the
+    trainer then loads the model from its path with those. ``toy``/``files``: no override.
+    """
+    from trl import SFTConfig
+
+    kw = trainer_kwargs(spec, out_dir)
+    kw.update(per_device_train_batch_size=spec.batch_size, max_length=spec.max_length)
+    kw["packing"] = False
+    if spec.source.kind == "hub":
+        from frpo.harness.overrides import paper_trainer_overrides
+
+        paper = paper_trainer_overrides(1)  # n_gpus only checks vLLM's tensor parallelism
+        kw.update({k: paper[k] for k in PAPER_SFT_KEYS})
+        kw["model_init_kwargs"] = paper["model_init_kwargs"]
+    return SFTConfig(**kw)
+
+
 def run_sft(spec: SFTSpec, profile: str = "toy") -> Path:
     """Run ``spec`` unless its run is complete; the run directory either way."""
     if not isinstance(spec, SFTSpec):
@@ -95,13 +120,14 @@ def run_sft(spec: SFTSpec, profile: str = "toy") -> Path:
 
 
 def _train(spec: SFTSpec, backend, start_path: str, tmp: Path) -> dict:
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from frpo.stages.tracking import TrajectoryCallback
 
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(start_path)
-    model = load_model(start_path)
+    hub = spec.source.kind == "hub"  # paper scale: SFTTrainer loads the model from its path
+    model = None if hub and n_replay(spec) == 0 else load_model(start_path)
     train = sft_dataset(backend, spec, model, tokenizer)
     callbacks = []
     if spec.track is not None:
@@ -114,15 +140,9 @@ def _train(spec: SFTSpec, backend, start_path: str, tmp: Path) -> dict:
                 tokenizer,
             )
         )
-    args = SFTConfig(
-        **trainer_kwargs(spec, tmp / "trainer"),
-        per_device_train_batch_size=spec.batch_size,
-        max_length=spec.max_length,
-        packing=False,
-    )
     trainer = SFTTrainer(
-        model=model,
-        args=args,
+        model=start_path if hub else model,
+        args=build_sft_config(spec, tmp / "trainer"),
         train_dataset=train,
         processing_class=tokenizer,
         peft_config=lora_config(spec.lora_rank, spec.lora_alpha),

@@ -1,0 +1,181 @@
+"""Paper-scale plumbing without GPUs: accelerate configs, GPU count, the hub trainer configs,
+the capped beta search step, and toy run names that must not move."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from frpo.stages.beta_search import MAX_STEP, next_beta
+from frpo.stages.launch import accelerate_config, launch_command, launched_gpus
+from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, Source, from_dict, run_name
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+HUB = Source(
+    kind="hub",
+    model="mistralai/Mistral-7B-Instruct-v0.1",
+    data=(("safety", "data/frpo_safety_train.parquet"),),
+)
+
+
+@pytest.mark.parametrize(("n", "zero"), [(1, 2), (4, 2), (8, 2), (8, 3)])
+def test_every_command_names_an_existing_config_of_that_size(n, zero):
+    spec = RLSpec(source=HUB, batch_size=64)
+    for s in (spec, SFTSpec(source=HUB, parent=spec, batch_size=16), EvalSpec(source=HUB)):
+        cmd = launch_command(s, "runs/paper/specs/x.json", n_gpus=n, zero=zero).split()
+        path = ROOT / cmd[cmd.index("--config_file") + 1]
+        cfg = yaml.safe_load(path.read_text())
+        assert path.is_file()
+        assert cfg["num_processes"] == n and cfg["deepspeed_config"]["zero_stage"] == zero
+    assert accelerate_config(8) == "configs/accelerate/8gpu_zero2.yaml"
+    assert accelerate_config(1) == "configs/accelerate/1gpu.yaml"
+
+
+def test_missing_layouts_list_the_available_ones():
+    with pytest.raises(ValueError, match=r"no accelerate config for 2 GPU\(s\) at ZeRO-2; avail"):
+        accelerate_config(2)
+    with pytest.raises(ValueError, match="4 GPU\\(s\\) ZeRO-2: configs/accelerate/4gpu_zero2"):
+        accelerate_config(4, zero=3)
+    with pytest.raises(ValueError, match="zero must be 2 or 3"):
+        launch_command(RLSpec(), "x.json", n_gpus=8, zero=1)
+
+
+def test_launched_gpus(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    assert launched_gpus() == 8
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert launched_gpus() == 2
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ValueError, match="needs GPUs"):
+        launched_gpus()
+
+
+@pytest.mark.parametrize("method", ["grpo", "frpo"])
+def test_a_hub_rl_config_has_the_paper_overrides(method, tmp_path):
+    from frpo.harness.overrides import paper_trainer_overrides
+    from frpo.stages.rlhf import build_rl_config
+    from frpo.trainer import _unsupported_settings
+
+    spec = RLSpec(source=HUB, method=method, lam=0.5, batch_size=64, beta=0.1)
+    cfg = build_rl_config(spec, tmp_path, n_gpus=8)
+    for key, value in paper_trainer_overrides(8).items():
+        assert getattr(cfg, key) == value, key
+    assert cfg.use_vllm and cfg.vllm_mode == "colocate" and cfg.bf16
+    assert cfg.model_init_kwargs["attn_implementation"] == "flash_attention_2"
+    assert cfg.vllm_importance_sampling_correction is False
+    assert cfg.beta == 0.1 and cfg.num_generations == 8
+    assert _unsupported_settings(cfg) == []  # FRPOTrainer accepts it
+    if method == "frpo":
+        assert cfg.lam == 0.5 and cfg.scale_rewards == "none"
+
+
+def test_toy_and_files_rl_configs_get_no_override(tmp_path):
+    from frpo.stages.rlhf import build_rl_config
+
+    cfg = build_rl_config(RLSpec(method="frpo", lam=0.5), tmp_path)
+    assert not cfg.use_vllm and not cfg.bf16 and cfg.model_init_kwargs is None
+    files = Source(kind="files", model=str(tmp_path), data=(("gsm8k", "g.jsonl"),))
+    assert not build_rl_config(RLSpec(source=files), tmp_path).use_vllm
+
+
+def test_a_hub_sft_config_is_bf16_with_flash_attention(tmp_path):
+    from frpo.stages.sft import build_sft_config
+
+    cfg = build_sft_config(SFTSpec(source=HUB, lr=1e-6, batch_size=16, max_length=2048), tmp_path)
+    assert cfg.bf16 and cfg.gradient_checkpointing
+    assert cfg.model_init_kwargs == {
+        "dtype": "bfloat16",
+        "attn_implementation": "flash_attention_2",
+        "use_cache": False,
+    }
+    assert cfg.max_length == 2048 and cfg.learning_rate == 1e-6
+    assert not build_sft_config(SFTSpec(), tmp_path).bf16
+
+
+def test_next_beta_step_is_capped_at_a_factor_of_ten():
+    assert MAX_STEP == 10.0
+    # uncapped: KL = 0.02 beta^-0.5 meets 0.1 at beta = 0.04, within 10x of the best try 0.01
+    assert next_beta([(0.01, 0.2), (1.0, 0.02)], 0.1) == pytest.approx(0.04, rel=1e-12)
+    # nearly flat, both KLs above 0.1: the line meets it at log 0.2 + log(0.1/0.49)/slope with
+    # slope = log(0.49/0.5)/log 2 = -0.0291, i.e. beta ~ 1e23; capped at 0.2 * 10
+    assert next_beta([(0.1, 0.5), (0.2, 0.49)], 0.1) == pytest.approx(2.0, rel=1e-12)
+    # nearly flat, both below: uncapped ~ 0.1 * exp(-160) ~ 3e-71; capped at 0.1 / 10
+    assert next_beta([(0.1, 0.0101), (0.2, 0.0100)], 0.1) == pytest.approx(0.01, rel=1e-12)
+    # the cap is around the try nearest the target (log distance), not the last one
+    got = next_beta([(0.1, 0.0101), (0.2, 0.0100), (0.05, 0.0102)], 0.1)
+    assert got == pytest.approx(0.005, rel=1e-12)
+    assert math.isfinite(next_beta([(1e-3, 1e-12), (2e-3, 1e-12)], 0.1))
+
+
+def test_known_toy_run_names_are_unchanged():
+    """A stage-1 toy run computed before this change: its name (and so its cache) must hold."""
+    spec = from_dict(
+        {
+            "stage": "rl",
+            "baseline": True,
+            "batch_size": 32,
+            "beta": 0.1,
+            "epochs": 1.0,
+            "jackknife": True,
+            "lam": 0.1,
+            "lora_alpha": 0,
+            "lora_rank": 0,
+            "lr": 0.0002,
+            "max_completion_length": 12,
+            "max_steps": 60,
+            "method": "frpo",
+            "n_eval": 128,
+            "n_prompts": 64,
+            "num_generations": 8,
+            "parent": None,
+            "sam_rho": 0.05,
+            "seed": 0,
+            "source": {
+                "data": [],
+                "kind": "toy",
+                "model": "",
+                "recipe": "effda4b9aaba",
+                "seed": 0,
+                "size": "toy",
+            },  # fmt: skip
+            "tasks": ["safety"],
+            "temperature": 1.0,
+            "track": None,
+        }
+    )
+    assert run_name(spec) == "rl-frpo-lam0.1-beta0.1-safety-s0-b7a15d454cb9"
+    grpo = dataclasses.replace(spec, method="grpo", beta=0.02)
+    assert run_name(grpo).startswith("rl-grpo-beta0.02-safety-s0-")
+
+
+def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
+    """The README's recipe: notebook 03's stage-1 specs from profiles/paper.yaml, then the CLI."""
+    import json
+
+    from frpo.recipes import method_key, stage1_spec
+    from frpo.stages.launch import main
+    from frpo.stages.spec import to_dict
+
+    monkeypatch.setenv("FRPO_RUNS", str(tmp_path / "runs"))
+    p = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
+    p = p["notebooks"]["03_rlhf_safety"]["params"]
+    methods = ["grpo"] + [method_key("frpo", lam) for lam in p["lams"]]
+    specs = [stage1_spec(m, s, p["world"], p["stage1"], p["betas"]) for m in methods
+             for s in p["seeds"]]  # fmt: skip
+    f = tmp_path / "stage1.json"
+    f.write_text(json.dumps([to_dict(s) for s in specs]))
+    plans = main(["--specs", str(f), "--n-gpus", "8"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(specs) == len(methods) * len(p["seeds"])
+    for spec, pl, line in zip(specs, plans, lines, strict=True):
+        assert line == pl["command"] and "configs/accelerate/8gpu_zero2.yaml" in line
+        assert line.endswith(f"-m frpo.stages.rlhf --spec {pl['spec_file']} --profile paper")
+        assert from_dict(json.loads(Path(pl["spec_file"]).read_text())) == spec
+    assert specs[0].source.kind == "hub" and specs[0].max_completion_length == 2048
