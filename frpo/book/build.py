@@ -71,7 +71,8 @@ def assemble(
     build_root = Path(build_root) if build_root else book_dir / "_build" / profile
     prof = load_profile(profile, profiles_dir=profiles_dir, notebooks_dir=notebooks_dir)
     out_dir = profile_dir(profile, runs_root)
-    chapters, missing = executed_chapters(list(prof.notebooks), out_dir)
+    # reading order (NN_ file names), not execution order: 02 runs after 03 but reads before it
+    chapters, missing = executed_chapters(sorted(prof.notebooks), out_dir)
     if missing and not allow_missing:
         raise ValueError(
             f"profile {profile!r}: not executed yet: {', '.join(missing)}; run "
