@@ -102,9 +102,10 @@ def _redrawn_exponents(group_sizes, biases, stderrs, n_draws: int, seed: int) ->
     se = np.asarray(stderrs, dtype=np.float64)
     if se.shape != b.shape or np.any(se < 0) or not np.all(np.isfinite(se)):
         raise ValueError(f"stderrs must be finite, >= 0 and shaped like biases, got {se.tolist()}")
-    draws = b[None, :] + se[None, :] * np.random.default_rng(seed).standard_normal(
-        (n_draws, b.size)
-    )
+    if not np.any(se > 0):  # exact: every redraw is the fit itself
+        return np.full(1, decay_exponent(group_sizes, b))
+    noise = np.random.default_rng(seed).standard_normal((n_draws, b.size))
+    draws = b[None, :] + se[None, :] * noise
     return np.array([decay_exponent(group_sizes, d) for d in draws if np.all(d != 0)])
 
 
