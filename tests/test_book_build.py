@@ -47,8 +47,8 @@ def test_front_page_scoreboard_rows_link_to_their_chapters(built):
     claims = json.loads((built["runs_root"] / "fix" / "claims.json").read_text())
     # The row of C1 shows claims.json's value and interval (n=2, scale=1: total 1, [0, 2]).
     assert claims[0]["value"] == 1.0 and claims[0]["interval"] == [0.0, 2.0]
-    assert "C1 alpha total is positive > 0 1 [0, 2] 3 reproduced Alpha chapter" in text
-    assert "C2 beta agrees 1 1 n/a 3 not tested Beta chapter" in text
+    assert "C1 alpha total is positive > 0 +1 [0, 2] 3 reproduced Alpha chapter" in text
+    assert "C2 beta agrees 1 +1 3 not tested Beta chapter" in text
     assert "This build renders the fix profile" in text
     table_links = re.findall(r'href="(notebooks/0[12]_\w+\.html)"', front.read_text())
     assert {"notebooks/01_alpha.html", "notebooks/02_beta.html"} <= set(table_links)
@@ -136,3 +136,25 @@ def test_smoke_profile_book_end_to_end(tmp_path):
     run_profile("smoke", runs_root=runs, progress=False)
     html = build_book("smoke", runs_root=runs, build_root=tmp_path / "build")
     assert check_profile("smoke", html, runs_root=runs) == []
+
+
+def test_measured_cell_lists_every_part_with_its_rule_and_interval():
+    from frpo.book.pages import measured_cell
+
+    claim = {
+        "value": 0.5,
+        "interval": None,
+        "parts": [
+            {"key": "C2.a", "what": "gap a", "rule": "> 0", "value": 0.0123456,
+             "interval": [-0.01, 0.034567], "verdict": "partly reproduced"},
+            {"key": "C2.b", "what": "gap b", "rule": "> 0", "value": -0.5,
+             "interval": None, "verdict": "not reproduced"},
+        ],
+    }  # fmt: skip
+    assert measured_cell(claim) == (
+        "• gap a: **+0.0123 [-0.01, 0.0346]**, needs > 0: partly reproduced<br>"
+        "• gap b: **-0.5**, needs > 0: not reproduced"
+    )
+    # a claim without parts shows its own value; NaN and a missing interval read n/a
+    assert measured_cell({"value": 2.0, "interval": [1.0, 3.0]}) == "+2 [1, 3]"
+    assert measured_cell({"value": float("nan"), "interval": None}) == "n/a"

@@ -70,6 +70,34 @@ def notebook_title(path: Path) -> str:
     return Path(path).stem
 
 
+def _value_text(value: Any, interval: Any) -> str:
+    """``+0.012 [-0.03, 0.05]``: a signed value and its interval, when there is one."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = "n/a" if math.isnan(value) else f"{value:+.3g}"
+    else:
+        text = _cell(value)
+    if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
+        text += f" [{interval[0]:.3g}, {interval[1]:.3g}]"
+    return text
+
+
+def measured_cell(claim: dict[str, Any]) -> str:
+    """The *Measured* cell of one claim: one line per part (``parts`` as notebook 10 writes them:
+    key, what, rule, value, interval, verdict), else the claim's own value and interval."""
+    parts = claim.get("parts") or []
+    if not parts:
+        return _value_text(claim["value"], claim["interval"])
+    lines = []
+    for part in parts:
+        rule = f", needs {part['rule']}" if part.get("rule") else ""
+        verdict = f": {part['verdict']}" if part.get("verdict") and len(parts) > 1 else ""
+        value = _value_text(part.get("value"), part.get("interval"))
+        bullet = "• " if len(parts) > 1 else ""
+        what = _cell(part.get("what", part.get("key", "")))
+        lines.append(f"{bullet}{what}: **{value}**{rule}{verdict}")
+    return "<br>".join(lines)
+
+
 def scoreboard_md(
     claims: list[dict[str, Any]] | None,
     chapters: list[str],
@@ -102,12 +130,14 @@ def scoreboard_md(
         )
     lines = [
         *head,
-        f"Each row is one claim of the paper, checked at this profile's scale. *Value* and "
-        f"*interval* are this reproduction's numbers (from `runs/{profile}/claims.json`), *seeds* "
-        "how many seeds they rest on; *paper* is what the paper reports.",
+        f"Each row is one claim of the paper, checked at this profile's scale. *Measured* is this "
+        f"reproduction's number for each part of the claim (from `runs/{profile}/claims.json`): "
+        "what was measured, its mean with a 95% interval over seeds, and the rule, fixed before "
+        "the runs, that the part must meet; *seeds* is how many seeds the numbers rest on and "
+        "*paper* what the paper reports. A claim is reproduced when every part is.",
         "",
-        "| Claim | Statement | Paper | Value | Interval | Seeds | Verdict | Notebook |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Claim | Statement | Paper | Measured | Seeds | Verdict | Notebook |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in claims:
         target = chapter_for(c["notebook"], chapters)
@@ -118,8 +148,9 @@ def scoreboard_md(
         )
         seeds = c["seeds"]
         seeds = len(seeds) if isinstance(seeds, list | tuple) else seeds
-        row = [c["id"], c["claim"], c["paper"], c["value"], c["interval"], seeds, c["verdict"]]
-        lines.append("| " + " | ".join([*(_cell(v) for v in row), link]) + " |")
+        cells = [_cell(c["id"]), _cell(c["claim"]), _cell(c["paper"]), measured_cell(c)]
+        cells += [_cell(seeds), _cell(c["verdict"]), link]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([*lines, ""])
 
 
