@@ -179,3 +179,15 @@ def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
         assert line.endswith(f"-m frpo.stages.rlhf --spec {pl['spec_file']} --profile paper")
         assert from_dict(json.loads(Path(pl["spec_file"]).read_text())) == spec
     assert specs[0].source.kind == "hub" and specs[0].max_completion_length == 2048
+
+
+def test_models_load_in_bf16_for_a_hub_source_only(tmp_path):
+    from test_stages_fixtures import build_model
+
+    from frpo.stages.sources import load_model
+
+    path = build_model(tmp_path / "m")
+    assert load_model(path, source=HUB).dtype == torch.bfloat16
+    files = Source(kind="files", model=path)
+    assert load_model(path, source=files).dtype == torch.float32
+    assert load_model(path).dtype == torch.float32

@@ -148,8 +148,8 @@ def run_eval(spec: EvalSpec, profile: str = "toy") -> Path:
 
     def body(tmp: Path) -> dict:
         tokenizer = load_tokenizer(path)
-        model = load_model(path).eval()
-        base = load_model(backend.base_model_path()).eval()
+        model = load_model(path, source=spec.source).eval()
+        base = load_model(backend.base_model_path(), source=spec.source).eval()
         log: list[dict] = []
         metrics = evaluate_model(backend, model, base, tokenizer, spec, log)
         with open(tmp / "completions.jsonl", "w") as fh:

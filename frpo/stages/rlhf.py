@@ -168,7 +168,11 @@ def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
     callbacks = []
     if spec.track is not None:
         cb = TrajectoryCallback(
-            backend, spec.track, load_model(start_path), load_model(ref_path), tokenizer
+            backend,
+            spec.track,
+            load_model(start_path, source=spec.source),
+            load_model(ref_path, source=spec.source),
+            tokenizer,
         )
         callbacks.append(cb)
     trainer = trainer_class(spec)(
@@ -193,8 +197,8 @@ def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
     if callbacks:
         write_rows(callbacks[0].rows, tmp / "trajectory.csv")
         write_json(tmp / "trajectory.json", callbacks[0].rows)
-    ref = load_model(ref_path)
-    start = ref if spec.parent is None else load_model(start_path)
+    ref = load_model(ref_path, source=spec.source)
+    start = ref if spec.parent is None else load_model(start_path, source=spec.source)
     metrics.update(
         held_out_metrics(
             backend,

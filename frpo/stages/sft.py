@@ -127,7 +127,7 @@ def _train(spec: SFTSpec, backend, start_path: str, tmp: Path) -> dict:
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(start_path)
     hub = spec.source.kind == "hub"  # paper scale: SFTTrainer loads the model from its path
-    model = None if hub and n_replay(spec) == 0 else load_model(start_path)
+    model = None if hub and n_replay(spec) == 0 else load_model(start_path, source=spec.source)
     train = sft_dataset(backend, spec, model, tokenizer)
     callbacks = []
     if spec.track is not None:
@@ -135,8 +135,8 @@ def _train(spec: SFTSpec, backend, start_path: str, tmp: Path) -> dict:
             TrajectoryCallback(
                 backend,
                 spec.track,
-                load_model(start_path),
-                load_model(backend.base_model_path()),
+                load_model(start_path, source=spec.source),
+                load_model(backend.base_model_path(), source=spec.source),
                 tokenizer,
             )
         )

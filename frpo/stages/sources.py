@@ -80,9 +80,15 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
-def load_model(path: str, dtype=None):
-    """A causal LM from a local directory or hub id (float32 on CPU unless ``dtype`` given)."""
+def load_model(path: str, dtype=None, source: Source | None = None):
+    """A causal LM from a local directory or hub id: float32 on CPU unless ``dtype`` is given;
+    for a ``hub`` ``source`` (paper scale) bf16 on this process's GPU (``cuda:LOCAL_RANK``)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    if source is not None and source.kind == "hub":
+        from frpo.judges.hf_cache import default_device
+
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16)
+        return model.to(default_device())
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
