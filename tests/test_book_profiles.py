@@ -171,7 +171,7 @@ def test_run_specs_of_frpo_stages_get_their_accelerate_command():
     lines = plan.describe("05_x", params)
     want = launch_command(spec, f"runs/paper/specs/{run_name(spec)}.json", 4, "paper")
     assert lines[-1] == f"launch[train]: {want}"
-    assert "-m frpo.stages.rlhf" in want and "configs/accelerate/4gpu.yaml" in want
+    assert "-m frpo.stages.rlhf" in want and "configs/accelerate/4gpu_zero2.yaml" in want
     bad = {**to_dict(spec), "lamda": 0.5}  # a typo inside a stage spec is an error too
     with pytest.raises(ValueError, match="lamda"):
         plan.describe("05_x", {"profile": "paper", "train": bad})
