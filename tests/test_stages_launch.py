@@ -115,7 +115,9 @@ def test_next_beta_step_is_capped_at_a_factor_of_ten():
 
 
 def test_known_toy_run_names_are_unchanged():
-    """A stage-1 toy run computed before this change: its name (and so its cache) must hold."""
+    """A stage-1 toy run's name (and so its cache) is pinned: a change to the spec fields or the
+    hash shows up here. Deliberate changes update it and say why: scale_rewards entered the spec
+    (GRPO follows the paper's unscaled advantages), so every toy run was recomputed."""
     spec = from_dict(
         {
             "stage": "rl",
@@ -136,6 +138,7 @@ def test_known_toy_run_names_are_unchanged():
             "num_generations": 8,
             "parent": None,
             "sam_rho": 0.05,
+            "scale_rewards": "none",
             "seed": 0,
             "source": {
                 "data": [],
@@ -150,7 +153,7 @@ def test_known_toy_run_names_are_unchanged():
             "track": None,
         }
     )
-    assert run_name(spec) == "rl-frpo-lam0.1-beta0.1-safety-s0-b7a15d454cb9"
+    assert run_name(spec) == "rl-frpo-lam0.1-beta0.1-safety-s0-af310c734a17"
     grpo = dataclasses.replace(spec, method="grpo", beta=0.02)
     assert run_name(grpo).startswith("rl-grpo-beta0.02-safety-s0-")
 
@@ -191,3 +194,15 @@ def test_models_load_in_bf16_for_a_hub_source_only(tmp_path):
     files = Source(kind="files", model=path)
     assert load_model(path, source=files).dtype == torch.float32
     assert load_model(path).dtype == torch.float32
+
+
+@pytest.mark.parametrize("method", ["grpo", "grpo_sam", "frpo"])
+def test_every_method_centres_rewards_without_std_scaling_by_default(method, tmp_path):
+    """The paper's GRPO and FRPO both use A = r - group mean (Sec. 2, App. C.1)."""
+    from frpo.stages.rlhf import build_rl_config
+    from frpo.stages.spec import RLSpec
+
+    cfg = build_rl_config(RLSpec(method=method, batch_size=8), tmp_path)
+    assert cfg.scale_rewards == "none"
+    grpo_std = build_rl_config(RLSpec(scale_rewards="group", batch_size=8), tmp_path)
+    assert grpo_std.scale_rewards == "group"

@@ -84,6 +84,8 @@ def test_spec_json_is_canonical():
         (lambda: RLSpec(method="frpo", lam=0), "lam must be > 0"),
         (lambda: RLSpec(batch_size=30, num_generations=8), "not a multiple of num_generations"),
         (lambda: RLSpec(beta=-0.1), "beta must be finite and >= 0"),
+        (lambda: RLSpec(scale_rewards="std"), "unknown scale_rewards 'std'"),
+        (lambda: RLSpec(method="frpo", scale_rewards="group"), "must be 'none' for method"),
         (lambda: SFTSpec(replay_share=1.0), "replay_share must be in [0, 1)"),
         (lambda: Source(kind="cloud"), "Source.kind 'cloud' unknown"),
         (lambda: from_dict({"stage": "rl", "lamda": 1}), "unknown field(s) ['lamda']"),

@@ -62,6 +62,7 @@ def build_rl_config(spec: RLSpec, out_dir: Path, n_gpus: int | None = None):
         max_completion_length=spec.max_completion_length,
         temperature=spec.temperature,
         beta=spec.beta,
+        scale_rewards=spec.scale_rewards,
         log_completions=False,
     )
     if spec.source.kind == "hub":

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 METHODS = ("grpo", "frpo", "grpo_sam")
+SCALE_REWARDS = ("none", "group", "batch")
 SOURCE_KINDS = ("toy", "files", "hub")
 
 
@@ -99,6 +100,10 @@ class RLSpec:
     """SAM ascent radius rho (``grpo_sam`` only)."""
     beta: float = 0.04
     """KL coefficient to the starting model (TRL's k3 penalty)."""
+    scale_rewards: str = "none"
+    """Advantage scaling (TRL's ``scale_rewards``): ``none`` centres each group's rewards and does
+    not divide by their std, as the paper does for GRPO and FRPO alike (Sec. 2, App. C.1);
+    ``group``/``batch`` is TRL's std scaling (GRPO and GRPO+SAM only)."""
     seed: int = 0
     lr: float = 2e-4
     epochs: float = 1.0
@@ -134,6 +139,15 @@ class RLSpec:
             _positive("lam", self.lam)
         if self.method == "grpo_sam":
             _positive("sam_rho", self.sam_rho)
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise ValueError(
+                f"unknown scale_rewards {self.scale_rewards!r}; expected one of {SCALE_REWARDS}"
+            )
+        if self.method == "frpo" and self.scale_rewards != "none":
+            raise ValueError(
+                "scale_rewards must be 'none' for method 'frpo': the entropic weights "
+                "exp(-r/lam) read the rewards on their own scale"
+            )
         if self.beta < 0 or not math.isfinite(self.beta):
             raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
         _positive("num_generations", self.num_generations - 1)  # G >= 2
