@@ -2,7 +2,9 @@
 
 Every run is described by a frozen spec (:mod:`frpo.stages.spec`) and lives in its own run
 directory under ``runs/<profile>/`` (:mod:`frpo.stages.rundir`), written atomically and skipped
-when complete. The same code runs the toy world and the real models (:mod:`frpo.stages.sources`).
+when complete. The same code runs the toy world and the real models (:mod:`frpo.stages.sources`:
+the ToyWorld, local files in the real formats (:mod:`frpo.stages.files`), or the paper's hub
+models, datasets, rewards and judges (:mod:`frpo.stages.hub`)).
 
 Entry points (each returns the finished run's directory; ``profile`` is smoke / toy / paper):
 
@@ -16,8 +18,9 @@ Entry points (each returns the finished run's directory; ``profile`` is smoke / 
 - ``launch.launch_command(spec, spec_file, n_gpus)`` / ``launch.plan(spec, profile, n_gpus)``:
   the ``accelerate launch`` command of a paper-profile run.
 
-CLI: ``python -m frpo.stages.{rlhf,sft,evaluate} --spec spec.json --profile toy`` and
-``python -m frpo.stages.sweep --specs specs.json``.
+CLI: ``python -m frpo.stages.{rlhf,sft,evaluate} --spec spec.json --profile toy``,
+``python -m frpo.stages.sweep --specs specs.json`` and ``python -m frpo.stages.launch --specs
+specs.json --n-gpus 8`` (writes the spec files, prints one ``accelerate launch`` per run).
 """
 
 from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, Source, Track, from_dict, to_dict
