@@ -133,7 +133,8 @@ def scoreboard_md(
         f"Each row is one claim of the paper, checked at this profile's scale. *Measured* is this "
         f"reproduction's number for each part of the claim (from `runs/{profile}/claims.json`): "
         "what was measured, its mean with a 95% interval over seeds, and the rule, fixed before "
-        "the runs, that the part must meet; *seeds* is how many seeds the numbers rest on and "
+        "the runs, that the part must meet; *seeds* is how many independent runs the numbers "
+        "rest on (seeds; fine-tuning settings for the sweep; 1 for an exact computation) and "
         "*paper* what the paper reports. A claim is reproduced when every part is.",
         "",
         "| Claim | Statement | Paper | Measured | Seeds | Verdict | Notebook |",
