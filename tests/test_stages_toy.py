@@ -82,10 +82,17 @@ TOY = Source(kind="toy", seed=0, size="toy")
 
 def _toy_stage1(method="grpo", lam=1.0, seed=0):
     # the settings measured in the stage-runner report (toy world, seed 0): 120 steps of 8 prompts
-    # x G = 8, lr 5e-4, beta 0.02 -> held-out per-token KL to pi_ref about 0.11
+    # x G = 8, lr 5e-4, beta 0.02 -> held-out per-token KL to pi_ref about 0.11.
+    # These world-property tests use TRL's GRPO with per-group std scaling (scale_rewards "group"),
+    # the setting under which they were measured; the paper's unscaled GRPO (the RLSpec default,
+    # used by every notebook) learns less in the same 120 steps: measured (seed 0) held-out safety
+    # reward 0.84, harmful refusal mass 0.85, KL 0.066. The property tested is the world's (RLHF
+    # can lift safety near its ceiling), not a method comparison.
+    scale = "group" if method == "grpo" else "none"
     return RLSpec(
         source=TOY, method=method, lam=lam, beta=0.02, seed=seed, lr=5e-4, max_steps=120,
         n_prompts=960, batch_size=64, num_generations=8, max_completion_length=16, n_eval=64,
+        scale_rewards=scale,
     )  # fmt: skip
 
 
