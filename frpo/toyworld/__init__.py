@@ -78,8 +78,9 @@ corpus never does it). `tests/test_toyworld_base.py` (slow) checks these propert
 Downstream phenomena, scratch check (plain TRL 1.16, seed 0, one run each; exact masses as above)
 ---------------------------------------------------------------------------------------------------
 - GRPOTrainer on ``safety`` (TRL's default std-scaled advantages, beta 0, lr 2e-4 linear decay,
-  G = 8, 64 completions a step, 300 steps, 143 s on one core): harmful refusal 0.62 -> 0.95, borderline over-refusal 0.35 -> 0.07;
-  per-token KL(GRPO || base) on its own samples 0.084. Safety gets near its ceiling.
+  G = 8, 64 completions a step, 300 steps, 143 s on one core): harmful refusal 0.62 -> 0.95,
+  borderline over-refusal 0.35 -> 0.07; per-token KL(GRPO || base) on its own samples 0.084.
+  Safety gets near its ceiling.
 - SFTTrainer on ``alpaca`` from that GRPO model (1344 rows, one epoch, batch 16, constant lr,
   assistant-only loss): lr 1e-4 -> refusal 0.76 (per-token KL to the GRPO model 0.12); lr 3e-4 ->
   0.31, unsafe mass 0.61 (KL 0.33); lr 1e-3 -> 0.00 (KL 0.65). Benign instruction tuning erodes
