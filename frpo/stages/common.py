@@ -71,6 +71,58 @@ def save_model(model, tokenizer, run_dir: Path) -> Path:
     return out
 
 
+def weights_sharded(trainer) -> bool:
+    """True when DeepSpeed ZeRO-3 shards the trained weights across processes."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return plugin is not None and plugin.zero_stage == 3
+
+
+def save_trained(trainer, tokenizer, run_dir: Path, start_path: str, source=None):
+    """Save the trained model (LoRA merged) and tokenizer to ``run_dir/model``; return it.
+
+    Every process of a launch calls this. Where each process holds the whole model (one process,
+    DDP, ZeRO-2), LoRA is merged in memory and the model saved and returned. Under DeepSpeed
+    ZeRO-3 the weights are sharded: ``Trainer.save_model`` gathers them (collective; the
+    accelerate config sets ``zero3_save_16bit_model``) and the main process writes them; a LoRA
+    run's adapter is then merged into the start model (``start_path``, loaded as ``source``'s
+    models are) and the merged model written over it. The main process returns the model reloaded
+    from disk, the others None (nothing whole to evaluate; their run directory is scratch anyway).
+    """
+    if not weights_sharded(trainer):
+        model = trainer.model
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.eval()
+        save_model(model, tokenizer, run_dir)
+        return model
+    out = Path(run_dir) / MODEL_DIR
+    trainer.save_model(str(out))
+    if not trainer.args.should_save:
+        return None
+    (out / "training_args.bin").unlink(missing_ok=True)  # Trainer's own record, not the model's
+    from frpo.stages.sources import load_model
+
+    if (out / ADAPTER_CONFIG).is_file():
+        merge_adapter(out, load_model(start_path, source=source))
+    tokenizer.save_pretrained(out)
+    return load_model(str(out), source=source).eval()
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def merge_adapter(model_dir: Path, base) -> None:
+    """Merge the PEFT adapter saved in ``model_dir`` into ``base`` and save the merged model there
+    (the adapter files are removed, so the directory loads as a plain model)."""
+    from peft import PeftModel
+
+    model_dir = Path(model_dir)
+    merged = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
+    for f in model_dir.glob("adapter_*"):
+        f.unlink()
+    merged.save_pretrained(model_dir)
+
+
 def save_curves(log_history: list[dict], run_dir: Path, name: str = "curves") -> None:
     """TRL's log history as ``<name>.json`` (verbatim) and ``<name>.csv`` (one row per log)."""
     run_dir = Path(run_dir)

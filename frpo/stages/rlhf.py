@@ -28,7 +28,7 @@ from frpo.stages.common import (
     lora_config,
     model_path_of,
     save_curves,
-    save_model,
+    save_trained,
     trainer_kwargs,
     write_rows,
 )
@@ -188,13 +188,11 @@ def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
     trainer.train()
     history = trainer.state.log_history
     save_curves(history, tmp)
-    final = trainer.model
-    if hasattr(final, "merge_and_unload"):
-        final = final.merge_and_unload()
-    final.eval()
-    save_model(final, tokenizer, tmp)
+    final = save_trained(trainer, tokenizer, tmp, start_path, spec.source)
     drop_trainer_dir(tmp / "trainer")
     metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
+    if final is None:  # a ZeRO-3 worker: the main process evaluates the gathered model
+        return metrics
     if callbacks:
         write_rows(callbacks[0].rows, tmp / "trajectory.csv")
         write_json(tmp / "trajectory.json", callbacks[0].rows)

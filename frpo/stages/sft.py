@@ -26,7 +26,7 @@ from frpo.stages.common import (
     lora_config,
     model_path_of,
     save_curves,
-    save_model,
+    save_trained,
     trainer_kwargs,
     write_rows,
 )
@@ -151,7 +151,7 @@ def _train(spec: SFTSpec, backend, start_path: str, tmp: Path) -> dict:
     trainer.train()
     history = trainer.state.log_history
     save_curves(history, tmp)
-    save_model(trainer.model, tokenizer, tmp)
+    save_trained(trainer, tokenizer, tmp, start_path, spec.source)
     drop_trainer_dir(tmp / "trainer")
     metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
     metrics["frpo/steps"] = trainer.state.global_step
