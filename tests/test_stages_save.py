@@ -51,22 +51,21 @@ def test_whole_model_path_merges_in_memory_and_saves(tmp_path):
 def test_zero3_path_saves_through_the_trainer_then_merges_the_adapter(tmp_path, monkeypatch):
     trainer, tokenizer, start, expected = _lora_trainer(tmp_path)
     monkeypatch.setattr(common, "weights_sharded", lambda _trainer: True)
-    model = common.save_trained(trainer, tokenizer, tmp_path / "run", start)
+    assert common.save_trained(trainer, tokenizer, tmp_path / "run", start) is None
     out = tmp_path / "run" / common.MODEL_DIR
     assert not list(out.glob("adapter_*")), "the adapter files must go once merged"
     assert not (out / "training_args.bin").exists()
-    _assert_same_weights(model, expected)
     reloaded, tok = load_tiny(str(out))
     _assert_same_weights(reloaded, expected)
     assert tok.get_vocab() == tokenizer.get_vocab()
 
 
-def test_zero3_worker_processes_get_nothing_to_evaluate(tmp_path, monkeypatch):
+def test_zero3_worker_processes_write_nothing(tmp_path, monkeypatch):
     trainer, tokenizer, start, _ = _lora_trainer(tmp_path)
     monkeypatch.setattr(common, "weights_sharded", lambda _trainer: True)
     monkeypatch.setattr(type(trainer.args), "should_save", property(lambda self: False))
     assert common.save_trained(trainer, tokenizer, tmp_path / "run", start) is None
-    assert not (tmp_path / "run" / common.MODEL_DIR / "config.json").exists()
+    assert not (tmp_path / "run" / common.MODEL_DIR).exists()
 
 
 @pytest.mark.parametrize("stage, expected", [(2, False), (3, True)])

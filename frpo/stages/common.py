@@ -61,16 +61,6 @@ def lora_config(rank: int, alpha: int):
     )
 
 
-def save_model(model, tokenizer, run_dir: Path) -> Path:
-    """Save the (LoRA-merged) model and tokenizer to ``run_dir/model``."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    out = Path(run_dir) / MODEL_DIR
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def weights_sharded(trainer) -> bool:
     """True when DeepSpeed ZeRO-3 shards the trained weights across processes."""
     plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
@@ -78,34 +68,34 @@ def weights_sharded(trainer) -> bool:
 
 
 def save_trained(trainer, tokenizer, run_dir: Path, start_path: str, source=None):
-    """Save the trained model (LoRA merged) and tokenizer to ``run_dir/model``; return it.
+    """Save the trained model (LoRA merged) and tokenizer to ``run_dir/model``.
 
     Every process of a launch calls this. Where each process holds the whole model (one process,
-    DDP, ZeRO-2), LoRA is merged in memory and the model saved and returned. Under DeepSpeed
-    ZeRO-3 the weights are sharded: ``Trainer.save_model`` gathers them (collective; the
-    accelerate config sets ``zero3_save_16bit_model``) and the main process writes them; a LoRA
-    run's adapter is then merged into the start model (``start_path``, loaded as ``source``'s
-    models are) and the merged model written over it. The main process returns the model reloaded
-    from disk, the others None (nothing whole to evaluate; their run directory is scratch anyway).
+    DDP, ZeRO-2), LoRA is merged in memory, the model saved, and returned (in eval mode). Under
+    DeepSpeed ZeRO-3 the weights are sharded: ``Trainer.save_model`` gathers them (collective;
+    the accelerate config sets ``zero3_save_16bit_model``) and the main process writes them; a
+    LoRA run's adapter is then merged into the start model (``start_path``, loaded as
+    ``source``'s models are) and the merged model written over it. Returns None then: nothing
+    whole is in memory; the main process can load the saved directory.
     """
+    out = Path(run_dir) / MODEL_DIR
     if not weights_sharded(trainer):
         model = trainer.model
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
         model.eval()
-        save_model(model, tokenizer, run_dir)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
         return model
-    out = Path(run_dir) / MODEL_DIR
     trainer.save_model(str(out))
-    if not trainer.args.should_save:
-        return None
-    (out / "training_args.bin").unlink(missing_ok=True)  # Trainer's own record, not the model's
-    from frpo.stages.sources import load_model
+    if trainer.args.should_save:
+        (out / "training_args.bin").unlink(missing_ok=True)  # Trainer's record, not the model's
+        if (out / ADAPTER_CONFIG).is_file():
+            from frpo.stages.sources import load_model
 
-    if (out / ADAPTER_CONFIG).is_file():
-        merge_adapter(out, load_model(start_path, source=source))
-    tokenizer.save_pretrained(out)
-    return load_model(str(out), source=source).eval()
+            merge_adapter(out, load_model(start_path, source=source))
+        tokenizer.save_pretrained(out)
+    return None
 
 
 ADAPTER_CONFIG = "adapter_config.json"

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from frpo.stages.common import (
+    MODEL_DIR,
     drop_trainer_dir,
     last_logged,
     lora_config,
@@ -191,8 +192,10 @@ def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
     final = save_trained(trainer, tokenizer, tmp, start_path, spec.source)
     drop_trainer_dir(tmp / "trainer")
     metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
-    if final is None:  # a ZeRO-3 worker: the main process evaluates the gathered model
-        return metrics
+    if final is None:  # ZeRO-3: the main process evaluates the gathered model, the others stop
+        if not trainer.args.should_save:
+            return metrics
+        final = load_model(str(tmp / MODEL_DIR), source=spec.source).eval()
     if callbacks:
         write_rows(callbacks[0].rows, tmp / "trajectory.csv")
         write_json(tmp / "trajectory.json", callbacks[0].rows)
