@@ -2,6 +2,8 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= toy
+# notebooks executed at once where dependencies allow (the toy notebooks use one CPU thread each)
+JOBS    ?= 2
 STAMP   := $(VENV)/.installed
 
 .PHONY: test book lint format venv clean-book
@@ -30,7 +32,7 @@ test: lint
 	$(PY) -m pytest -q
 
 book: $(STAMP)
-	$(PY) -m frpo.cli book run --profile $(PROFILE)
+	$(PY) -m frpo.cli book run --profile $(PROFILE) --jobs $(JOBS)
 	$(PY) -m frpo.cli book build --profile $(PROFILE)
 
 clean-book:

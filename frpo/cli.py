@@ -1,6 +1,6 @@
 """``frpo`` command line: a thin shell over ``frpo.book``.
 
-    frpo book run   --profile P [--only NN ...] [--dry-run] [--force]
+    frpo book run   --profile P [--only NN ...] [--dry-run] [--force] [--jobs N]
     frpo book build --profile P [--allow-missing]
     frpo book check --profile P
 
@@ -25,6 +25,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="validate and print, execute nothing")
     run.add_argument("--force", action="store_true", help="re-execute even when up to date")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="notebooks executed at once when their dependencies allow (default 1; the toy "
+        "notebooks use one CPU thread each, so N = the number of cores is a good choice)",
+    )
 
     build = cmds.add_parser("build", help="assemble and build the book of a profile")
     build.add_argument("--profile", default="toy")
@@ -51,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 dry_run=args.dry_run,
                 force=args.force,
                 progress=not args.quiet,
+                jobs=args.jobs,
             )
             if args.dry_run:
                 todo = sum(bool(r.reason) for r in runs)

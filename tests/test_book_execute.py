@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 import nbformat
 import papermill
@@ -158,3 +159,72 @@ def test_package_hash_tracks_package_sources(tmp_path):
     assert h0 != h1 and package_hash(pkg) == h1
     (pkg / "sub" / "b.py").rename(pkg / "b2.py")  # same content, other path: a change
     assert package_hash(pkg) != h1
+
+
+def _add_independent_notebook(dirs, name="03_gamma"):
+    """A copy of 01_alpha that depends on nothing (01 -> 02 stays the only edge)."""
+    shutil.copy(dirs["notebooks_dir"] / "01_alpha.ipynb", dirs["notebooks_dir"] / f"{name}.ipynb")
+    path = dirs["profiles_dir"] / "fix.yaml"
+    prof = yaml.safe_load(path.read_text())
+    prof["notebooks"][name] = {"params": {}}
+    path.write_text(yaml.safe_dump(prof))
+
+
+def _gated_recorder(monkeypatch, fail=()):
+    """papermill stand-in: 01 and 03 each wait until the other has started (so they can only
+    finish when run at once); ``fail`` names notebooks that raise."""
+    events, started = [], {n: threading.Event() for n in ("01_alpha", "03_gamma")}
+
+    def fake(input_path, output_path, parameters=None, **kwargs):
+        name = parameters["run_dir"].rsplit("/", 1)[-1]
+        events.append(("start", name))
+        if name in started:
+            started[name].set()
+            other = started["03_gamma" if name == "01_alpha" else "01_alpha"]
+            assert other.wait(20), f"{name} ran alone: the other independent one never started"
+        if name in fail:
+            raise RuntimeError(f"{name} was told to fail")
+        shutil.copy(input_path, output_path)
+        events.append(("end", name))
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    return events
+
+
+def test_jobs_run_independent_notebooks_at_once_after_their_dependencies(tmp_path, monkeypatch):
+    dirs = make_fixture_repo(tmp_path)
+    _add_independent_notebook(dirs)
+    events = _gated_recorder(monkeypatch)
+    runs = run_profile("fix", progress=False, jobs=2, **dirs)
+    assert _statuses(runs) == {n: "executed" for n in ("01_alpha", "02_beta", "03_gamma")}
+    assert events.index(("end", "01_alpha")) < events.index(("start", "02_beta"))
+    manifest = json.loads((dirs["runs_root"] / "fix" / "manifest.json").read_text())
+    assert all(e["status"] == "ok" for e in manifest["notebooks"].values())
+    # warm: nothing executes, whatever the number of jobs
+    events.clear()
+    assert set(_statuses(run_profile("fix", progress=False, jobs=2, **dirs)).values()) == {"cached"}
+    assert events == []
+
+
+def test_a_failure_under_jobs_keeps_what_finished_and_starts_nothing_after_it(
+    tmp_path, monkeypatch
+):
+    dirs = make_fixture_repo(tmp_path)
+    _add_independent_notebook(dirs)
+    events = _gated_recorder(monkeypatch, fail=("01_alpha",))
+    with pytest.raises(NotebookFailed, match="01_alpha failed: RuntimeError: 01_alpha was told"):
+        run_profile("fix", progress=False, jobs=2, **dirs)
+    assert ("start", "02_beta") not in events  # its dependency failed
+    out = dirs["runs_root"] / "fix"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["notebooks"]["01_alpha"]["status"] == "failed"
+    assert manifest["notebooks"]["03_gamma"]["status"] == "ok"  # ran alongside, kept
+    assert (out / "notebooks" / "03_gamma.ipynb").is_file()
+    assert manifest["invocations"][-1]["status"] == "failed at 01_alpha"
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
+def test_jobs_must_be_a_whole_number_of_at_least_one(tmp_path, jobs):
+    dirs = make_fixture_repo(tmp_path)
+    with pytest.raises(ValueError, match="jobs must be a whole number >= 1"):
+        run_profile("fix", progress=False, jobs=jobs, **dirs)

@@ -173,6 +173,43 @@ def test_killed_sweep_resumes_without_redoing_or_counting_half_runs(runs):
     )  # the dead process's temp dir was cleaned up
 
 
+_SAME_RUN = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from frpo.stages.rundir import run_once
+    from frpo.stages.spec import EvalSpec
+    log = Path(sys.argv[1])
+    def body(tmp):
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+        time.sleep(1.5)
+        return {"frpo/pid": os.getpid()}
+    print(run_once(EvalSpec(seed=11), "smoke", body), flush=True)
+    """
+)
+
+
+def test_two_processes_asking_for_one_run_build_it_once(runs, tmp_path):
+    # concurrent notebooks (frpo book run --jobs 2) may need the same stage run: the second
+    # waits on the run's lock and reuses the first one's result
+    env = {**os.environ, "FRPO_RUNS": str(runs), "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "bodies.txt"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SAME_RUN, str(log)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    path = run_path(EvalSpec(seed=11), "smoke")
+    assert outs == [str(path), str(path)] and is_complete(path)
+    builders = log.read_text().split()
+    assert len(builders) == 1, f"the run was built {len(builders)} times"
+    assert json.loads((path / "metrics.json").read_text())["frpo/pid"] == int(builders[0])
+
+
 def test_only_rank_zero_writes_the_run(runs, monkeypatch):
     spec = EvalSpec(seed=9)
     seen = []

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,20 @@ def _stale_reason(entry: dict | None, parts: dict[str, str], output: Path) -> st
     return ""
 
 
+def _execute(path: Path, partial: Path, params: dict, cwd: Path | None, progress: bool) -> None:
+    """papermill-execute ``path`` into ``partial`` (run in a worker thread; one kernel each)."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(path),
+        str(partial),
+        parameters=params,
+        kernel_name=KERNEL,
+        cwd=str(cwd or paths.repo_root()),
+        progress_bar=progress,
+    )
+
+
 def _summarise_failure(err: Exception, partial: Path) -> str:
     from papermill.exceptions import PapermillExecutionError, strip_color
 
@@ -160,15 +175,21 @@ def run_profile(
     notebooks_dir: Path | None = None,
     cwd: Path | None = None,
     progress: bool = True,
+    jobs: int = 1,
     log=print,
 ) -> list[NotebookRun]:
     """Execute (or, with ``dry_run``, describe) a profile's notebooks in dependency order.
 
     ``only`` names notebooks (``NN`` or full name); their upstream dependencies come along and
     are reused when up to date. ``force`` re-executes the selection regardless of the cache.
-    Notebooks run with kernel ``python3`` and cwd ``cwd`` (default: the repository root). The
-    first failing notebook stops the run with ``NotebookFailed``; the ones before it are kept.
+    Notebooks run with kernel ``python3`` and cwd ``cwd`` (default: the repository root).
+    ``jobs`` notebooks whose dependencies are done execute at once (one kernel each; a stage run
+    two of them need is built once, see :mod:`frpo.locks`). A failing notebook stops the run with
+    ``NotebookFailed``: nothing new starts, the ones already running finish and, like the ones
+    before, are kept.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
     prof = (
         profile
         if isinstance(profile, Profile)
@@ -211,7 +232,6 @@ def run_profile(
             runs[-1].lines = lines
         return runs
 
-    import papermill
     from tqdm.auto import tqdm
 
     if any(stale for *_, stale in plan):
@@ -235,55 +255,83 @@ def run_profile(
         invocation["wall_s"] = time.perf_counter() - t_start
         _write_manifest(out_dir, manifest)
 
-    bar = tqdm(plan, desc=f"book[{prof.name}]", unit="nb", disable=not progress, file=sys.stderr)
-    for name, spec, params, parts, output, stale in bar:
-        bar.set_postfix_str(name)
-        if not stale:
-            entry = manifest["notebooks"][name]
-            runs.append(NotebookRun(name, "cached", keys[name], params, output, entry["wall_s"]))
-            invocation["reused"].append(name)
-            bar.write(f"{name}: up to date, reused ({entry['wall_s']:.1f} s when executed)")
-            continue
-        bar.write(f"{name}: executing ({stale})")
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial = output.with_name(f"{name}.partial.ipynb")
-        t0 = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(spec.path),
-                str(partial),
-                parameters=params,
-                kernel_name=KERNEL,
-                cwd=str(cwd or paths.repo_root()),
-                progress_bar=progress,
-            )
-        except Exception as err:  # noqa: BLE001 - any failure is recorded, then re-raised
-            summary = _summarise_failure(err, partial)
-            manifest["notebooks"][name] = {
-                "status": "failed",
-                "error": summary,
-                "wall_s": time.perf_counter() - t0,
-                "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            }
-            close_invocation(f"failed at {name}")
-            bar.close()
-            raise NotebookFailed(f"[{prof.name}] {name} failed: {summary}") from err
-        wall = time.perf_counter() - t0
-        os.replace(partial, output)
-        manifest["notebooks"][name] = {
-            "status": "ok",
-            "key": keys[name],
-            "hashes": parts,
-            "params": params,
-            "wall_s": wall,
-            "output": output.relative_to(out_dir).as_posix(),
-            "run_dir": params["run_dir"],
-            "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        }
-        _write_manifest(out_dir, manifest)
-        runs.append(NotebookRun(name, "executed", keys[name], params, output, wall, stale))
-        invocation["executed"].append(name)
-        bar.write(f"{name}: done in {wall:.1f} s")
+    in_plan = {item[0] for item in plan}
+    pending = list(plan)  # in dependency order
+    finished: set[str] = set()  # executed or reused in this invocation
+    running: dict[Future, tuple] = {}
+    failure: tuple[str, str, BaseException] | None = None
+    bar = tqdm(total=len(plan), desc=f"book[{prof.name}]", unit="nb", disable=not progress,
+               file=sys.stderr)  # fmt: skip
+
+    def start_ready(pool: ThreadPoolExecutor) -> None:
+        """Reuse, or start (up to ``jobs`` at once), every pending notebook whose dependencies
+        are finished; in plan order, so ``jobs=1`` runs exactly the plan's sequence."""
+        for item in list(pending):
+            name, spec, params, _parts, output, stale = item
+            if any(d in in_plan and d not in finished for d in spec.depends_on):
+                continue
+            if not stale:
+                wall = manifest["notebooks"][name]["wall_s"]
+                runs.append(NotebookRun(name, "cached", keys[name], params, output, wall))
+                invocation["reused"].append(name)
+                bar.write(f"{name}: up to date, reused ({wall:.1f} s when executed)")
+                finished.add(name)
+                pending.remove(item)
+                bar.update(1)
+                continue
+            if len(running) >= jobs:
+                continue
+            bar.write(f"{name}: executing ({stale})")
+            output.parent.mkdir(parents=True, exist_ok=True)
+            partial = output.with_name(f"{name}.partial.ipynb")
+            future = pool.submit(_execute, spec.path, partial, params, cwd, progress and jobs == 1)
+            running[future] = (item, partial, time.perf_counter())
+            pending.remove(item)
+            bar.set_postfix_str(", ".join(r[0][0] for r in running.values()))
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while True:
+            if failure is None:  # after a failure nothing new starts; running ones finish
+                start_ready(pool)
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                (name, _spec, params, parts, output, stale), partial, t0 = running.pop(future)
+                wall = time.perf_counter() - t0
+                err = future.exception()
+                if err is not None:
+                    summary = _summarise_failure(err, partial)
+                    manifest["notebooks"][name] = {
+                        "status": "failed",
+                        "error": summary,
+                        "wall_s": wall,
+                        "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                    }
+                    _write_manifest(out_dir, manifest)
+                    failure = failure or (name, summary, err)
+                    continue
+                os.replace(partial, output)
+                manifest["notebooks"][name] = {
+                    "status": "ok",
+                    "key": keys[name],
+                    "hashes": parts,
+                    "params": params,
+                    "wall_s": wall,
+                    "output": output.relative_to(out_dir).as_posix(),
+                    "run_dir": params["run_dir"],
+                    "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                }
+                _write_manifest(out_dir, manifest)
+                runs.append(NotebookRun(name, "executed", keys[name], params, output, wall, stale))
+                invocation["executed"].append(name)
+                finished.add(name)
+                bar.update(1)
+                bar.write(f"{name}: done in {wall:.1f} s")
     bar.close()
+    if failure is not None:
+        name, summary, err = failure
+        close_invocation(f"failed at {name}")
+        raise NotebookFailed(f"[{prof.name}] {name} failed: {summary}") from err
     close_invocation("ok")
     return runs

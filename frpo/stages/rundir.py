@@ -13,7 +13,8 @@ nothing counts and the next attempt deletes.
 
 Under ``accelerate launch`` every process runs the body (training needs them all), but only
 rank 0 (``RANK`` unset or 0) writes the run directory; other ranks work in a scratch directory
-that is deleted afterwards.
+that is deleted afterwards. Rank 0 builds under a per-run lock (:mod:`frpo.locks`), so two
+processes asking for the same run (concurrent notebooks) build it once.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from frpo.locks import exclusive
 from frpo.paths import runs_dir
 from frpo.stages.spec import run_name, to_dict
 
 COMPLETE = "COMPLETE"
+LOCKS = ".locks"  # runs/<profile>/.locks/<stage>-<run_name>.lock (see frpo.locks)
 
 
 def run_path(spec: Any, profile: str) -> Path:
@@ -81,6 +84,15 @@ def run_once(spec: Any, profile: str, body: Callable[[Path], dict]) -> Path:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return final
+    # one builder per run: a concurrent asker (another notebook, --jobs) waits, then reuses it
+    with exclusive(final.parent.parent / LOCKS / f"{final.parent.name}-{final.name}.lock"):
+        if is_complete(final):
+            return final
+        return _build(spec, final, body)
+
+
+def _build(spec: Any, final: Path, body: Callable[[Path], dict]) -> Path:
+    """Build ``final`` from ``body`` in a temporary directory, then rename it into place."""
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():  # an incomplete leftover at the final name (should not happen) is junk
         shutil.rmtree(final)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
+from frpo.locks import exclusive
 from frpo.paths import cache_dir
 from frpo.toyworld import exact, grammar, lexicon, problems, rewards, tasks
 from frpo.toyworld.config import WorldConfig
@@ -164,12 +165,18 @@ class ToyWorld:
         """Directory of the pretrained base model and tokenizer; pretrains once per recipe hash.
 
         The directory is built under a temporary name and renamed into place, so a reader never
-        sees a half-written model; two concurrent builders both train and the second discards its
-        copy.
+        sees a half-written model; a concurrent asker (another notebook) waits on a lock
+        (:mod:`frpo.locks`) and then reuses the model instead of pretraining it again.
         """
         final = self.base_model_dir()
         if (final / DONE).is_file():
             return final
+        with exclusive(final.parent / ".locks" / f"{final.name}.lock"):
+            if (final / DONE).is_file():
+                return final
+            return self._pretrain_into(final, verbose)
+
+    def _pretrain_into(self, final: Path, verbose: bool) -> Path:
         from frpo.toyworld.pretrain import pretrain
 
         final.parent.mkdir(parents=True, exist_ok=True)
