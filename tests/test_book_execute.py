@@ -83,6 +83,7 @@ def test_execution_outputs_and_failure(tmp_path, capsys):
     assert all(h["wall_s"] > 0 for h in history)
     page = pages.reproducibility_md(json.loads((out / "manifest.json").read_text()), [], "fix")
     assert "### Runs of the book" in page and "| failed at 02_beta |" in page
+    assert all(h["jobs"] == 1 for h in history)  # the default: one notebook at a time
 
 
 @pytest.fixture()
@@ -200,6 +201,7 @@ def test_jobs_run_independent_notebooks_at_once_after_their_dependencies(tmp_pat
     assert events.index(("end", "01_alpha")) < events.index(("start", "02_beta"))
     manifest = json.loads((dirs["runs_root"] / "fix" / "manifest.json").read_text())
     assert all(e["status"] == "ok" for e in manifest["notebooks"].values())
+    assert manifest["invocations"][-1]["jobs"] == 2
     # warm: nothing executes, whatever the number of jobs
     events.clear()
     assert set(_statuses(run_profile("fix", progress=False, jobs=2, **dirs)).values()) == {"cached"}

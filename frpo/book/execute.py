@@ -241,6 +241,7 @@ def run_profile(
         "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "only": list(only or []),
         "force": bool(force),
+        "jobs": jobs,
         "executed": [],
         "reused": [],
         "status": "running",

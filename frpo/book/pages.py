@@ -172,15 +172,17 @@ def _invocations_md(invocations: list[dict]) -> list[str]:
             inv.get("wall_s"),
             len(inv.get("executed", [])),
             len(inv.get("reused", [])),
+            inv.get("jobs", 1),
             " ".join(inv.get("only", [])) or "all",
             inv.get("status"),
         ]
         for inv in reversed(invocations)
     ]
-    header = ["Started (UTC)", "Wall time (s)", "Executed", "Reused", "Selection", "Status"]
+    header = ["Started (UTC)", "Wall time (s)", "Executed", "Reused", "Jobs", "Selection", "Status"]
     intro = (
         "Recent runs of `frpo book run` on this profile, newest first: a run that executed every "
-        "notebook is a cold build, one that reused them all a warm rebuild."
+        "notebook is a cold build, one that reused them all a warm rebuild. Jobs: notebooks "
+        "allowed to execute at once (`--jobs`)."
     )
     return ["### Runs of the book", "", intro, "", *_table(header, rows)]
 
@@ -217,6 +219,11 @@ def reproducibility_md(manifest: dict, chapters: list[str], profile: str) -> str
         rows.append([f"[{name}](notebooks/{name}.ipynb)", wall, e.get("finished_at"), key])
     rows.append(["**total**", total, "", ""])
     lines += _table(["Notebook", "Wall time (s)", "Finished (UTC)", "Cache key"], rows)
+    lines += [
+        "The total sums each notebook's own time; where notebooks ran at once (`--jobs`), a "
+        "build's wall time (next table) is shorter.",
+        "",
+    ]
     lines += _invocations_md(manifest.get("invocations", []))
     lines += ["### Parameters", ""]
     for name in chapters:
