@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, NotebookFailed, RuntimeError) as err:
         print(f"frpo: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("frpo: interrupted; finished notebooks and stage runs are kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

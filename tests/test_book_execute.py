@@ -230,3 +230,23 @@ def test_jobs_must_be_a_whole_number_of_at_least_one(tmp_path, jobs):
     dirs = make_fixture_repo(tmp_path)
     with pytest.raises(ValueError, match="jobs must be a whole number >= 1"):
         run_profile("fix", progress=False, jobs=jobs, **dirs)
+
+
+def test_ctrl_c_records_the_interruption_and_keeps_what_finished(tmp_path, recorder, monkeypatch):
+    dirs = make_fixture_repo(tmp_path)
+    real_next = execute._next_result
+    calls = []
+
+    def interrupt_on_second(results):
+        calls.append(1)
+        if len(calls) == 2:  # 01 finished; 02 is running when Ctrl-C comes
+            raise KeyboardInterrupt
+        return real_next(results)
+
+    monkeypatch.setattr(execute, "_next_result", interrupt_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_profile("fix", progress=False, jobs=2, **dirs)
+    manifest = json.loads((dirs["runs_root"] / "fix" / "manifest.json").read_text())
+    assert manifest["notebooks"]["01_alpha"]["status"] == "ok"
+    assert "02_beta" not in manifest["notebooks"]
+    assert manifest["invocations"][-1]["status"] == "interrupted while running 02_beta"

@@ -17,9 +17,10 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import queue
 import sys
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,18 +138,29 @@ def _stale_reason(entry: dict | None, parts: dict[str, str], output: Path) -> st
     return ""
 
 
-def _execute(path: Path, partial: Path, params: dict, cwd: Path | None, progress: bool) -> None:
-    """papermill-execute ``path`` into ``partial`` (run in a worker thread; one kernel each)."""
+def _execute(name, path, partial, params, cwd, progress, results: queue.Queue) -> None:
+    """papermill-execute ``path`` into ``partial``, then put ``(name, exception or None)`` on
+    ``results``. Runs in a daemon thread, one kernel each."""
     import papermill
 
-    papermill.execute_notebook(
-        str(path),
-        str(partial),
-        parameters=params,
-        kernel_name=KERNEL,
-        cwd=str(cwd or paths.repo_root()),
-        progress_bar=progress,
-    )
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(partial),
+            parameters=params,
+            kernel_name=KERNEL,
+            cwd=str(cwd or paths.repo_root()),
+            progress_bar=progress,
+        )
+    except BaseException as err:  # noqa: BLE001 - handed to the main thread, which reports it
+        results.put((name, err))
+        return
+    results.put((name, None))
+
+
+def _next_result(results: queue.Queue) -> tuple[str, BaseException | None]:
+    """The next finished notebook (blocks; Ctrl-C interrupts the wait)."""
+    return results.get()
 
 
 def _summarise_failure(err: Exception, partial: Path) -> str:
@@ -186,7 +198,8 @@ def run_profile(
     ``jobs`` notebooks whose dependencies are done execute at once (one kernel each; a stage run
     two of them need is built once, see :mod:`frpo.locks`). A failing notebook stops the run with
     ``NotebookFailed``: nothing new starts, the ones already running finish and, like the ones
-    before, are kept.
+    before, are kept. Ctrl-C records the invocation as interrupted and stops at once (the
+    kernels exit with this process; their partial notebooks stay).
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
@@ -259,12 +272,13 @@ def run_profile(
     in_plan = {item[0] for item in plan}
     pending = list(plan)  # in dependency order
     finished: set[str] = set()  # executed or reused in this invocation
-    running: dict[Future, tuple] = {}
+    running: dict[str, tuple] = {}  # name -> (plan item, partial, start time)
+    results: queue.Queue = queue.Queue()  # (name, exception or None) from the worker threads
     failure: tuple[str, str, BaseException] | None = None
     bar = tqdm(total=len(plan), desc=f"book[{prof.name}]", unit="nb", disable=not progress,
                file=sys.stderr)  # fmt: skip
 
-    def start_ready(pool: ThreadPoolExecutor) -> None:
+    def start_ready() -> None:
         """Reuse, or start (up to ``jobs`` at once), every pending notebook whose dependencies
         are finished; in plan order, so ``jobs=1`` runs exactly the plan's sequence."""
         for item in list(pending):
@@ -285,50 +299,55 @@ def run_profile(
             bar.write(f"{name}: executing ({stale})")
             output.parent.mkdir(parents=True, exist_ok=True)
             partial = output.with_name(f"{name}.partial.ipynb")
-            future = pool.submit(_execute, spec.path, partial, params, cwd, progress and jobs == 1)
-            running[future] = (item, partial, time.perf_counter())
+            args = (name, spec.path, partial, params, cwd, progress and jobs == 1, results)
+            running[name] = (item, partial, time.perf_counter())
+            threading.Thread(target=_execute, args=args, daemon=True).start()
             pending.remove(item)
-            bar.set_postfix_str(", ".join(r[0][0] for r in running.values()))
+            bar.set_postfix_str(", ".join(running))
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        while True:
-            if failure is None:  # after a failure nothing new starts; running ones finish
-                start_ready(pool)
-            if not running:
-                break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                (name, _spec, params, parts, output, stale), partial, t0 = running.pop(future)
-                wall = time.perf_counter() - t0
-                err = future.exception()
-                if err is not None:
-                    summary = _summarise_failure(err, partial)
-                    manifest["notebooks"][name] = {
-                        "status": "failed",
-                        "error": summary,
-                        "wall_s": wall,
-                        "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                    }
-                    _write_manifest(out_dir, manifest)
-                    failure = failure or (name, summary, err)
-                    continue
-                os.replace(partial, output)
-                manifest["notebooks"][name] = {
-                    "status": "ok",
-                    "key": keys[name],
-                    "hashes": parts,
-                    "params": params,
-                    "wall_s": wall,
-                    "output": output.relative_to(out_dir).as_posix(),
-                    "run_dir": params["run_dir"],
-                    "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                }
-                _write_manifest(out_dir, manifest)
-                runs.append(NotebookRun(name, "executed", keys[name], params, output, wall, stale))
-                invocation["executed"].append(name)
-                finished.add(name)
-                bar.update(1)
-                bar.write(f"{name}: done in {wall:.1f} s")
+    while True:
+        if failure is None:  # after a failure nothing new starts; running ones finish
+            start_ready()
+        if not running:
+            break
+        try:
+            name, err = _next_result(results)
+        except KeyboardInterrupt:
+            # the worker threads are daemons and each kernel exits with this process, so
+            # nothing is left running; finished notebooks are already in the manifest
+            bar.close()
+            close_invocation(f"interrupted while running {', '.join(running)}")
+            raise
+        (name, _spec, params, parts, output, stale), partial, t0 = running.pop(name)
+        wall = time.perf_counter() - t0
+        if err is not None:
+            summary = _summarise_failure(err, partial)
+            manifest["notebooks"][name] = {
+                "status": "failed",
+                "error": summary,
+                "wall_s": wall,
+                "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            }
+            _write_manifest(out_dir, manifest)
+            failure = failure or (name, summary, err)
+            continue
+        os.replace(partial, output)
+        manifest["notebooks"][name] = {
+            "status": "ok",
+            "key": keys[name],
+            "hashes": parts,
+            "params": params,
+            "wall_s": wall,
+            "output": output.relative_to(out_dir).as_posix(),
+            "run_dir": params["run_dir"],
+            "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        _write_manifest(out_dir, manifest)
+        runs.append(NotebookRun(name, "executed", keys[name], params, output, wall, stale))
+        invocation["executed"].append(name)
+        finished.add(name)
+        bar.update(1)
+        bar.write(f"{name}: done in {wall:.1f} s")
     bar.close()
     if failure is not None:
         name, summary, err = failure
