@@ -1,6 +1,7 @@
 """Forward+backward time and memory of ``frpo_loss`` against a GRPO loss and a per-group loop.
 
-Three losses on the same inputs (G = 8 completions a group, T = 512 tokens, fp32, CPU, one thread):
+Three losses on the same inputs (G = 8 completions a group, T = 512 tokens, fp32, CPU; one thread
+unless ``--threads`` says otherwise):
 
 * ``grpo``: TRL-style GRPO loss (token ratio times advantage, two-sided clip, pessimistic min,
   masked mean per sequence, mean over the batch); written here.
@@ -8,6 +9,12 @@ Three losses on the same inputs (G = 8 completions a group, T = 512 tokens, fp32
 * ``loop``: the same FRPO loss structured like the authors' trainer: a vectorised token part
   (weighted clipped ratios and a separate baseline term), then a Python loop over groups (each
   found with a mask over the batch) with linear-space sums and leave-one-out sums.
+
+A fourth timing, ``floor``, is no loss: one exp of every token's log-ratio into a fresh (B, T)
+tensor. Every implementation of the FRPO loss does at least that (the ratio needs one exp a token;
+backward returns a fresh (B, T) gradient) and more (it reads three (B, T) inputs, not one), so
+``loop / floor`` bounds the speedup over the loop that any implementation could show on the
+machine at hand.
 
 Timing is best-of-k over interleaved repeats. Memory is the bytes autograd saves for backward
 (unique storages, inputs excluded): the part of peak memory a loss adds between forward and
@@ -97,6 +104,13 @@ def fwd_bwd_seconds(fn, x):
     return time.perf_counter() - start
 
 
+def floor_seconds(log_ratio):
+    """One exp per token into a fresh (B, T) tensor: a lower bound on any FRPO forward+backward."""
+    start = time.perf_counter()
+    torch.exp(log_ratio)
+    return time.perf_counter() - start
+
+
 def saved_bytes(fn, inputs):
     """Bytes of the unique storages autograd saves for backward, inputs excluded."""
     skip = {t.untyped_storage().data_ptr() for t in inputs}
@@ -119,8 +133,11 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128, 512, 1024, 2048, 4096])
     parser.add_argument("--repeats", type=int, default=5, help="best-of-k for grpo and frpo")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (all three)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     rows = []
     for n in args.sizes:
@@ -130,12 +147,14 @@ def main(argv=None):
         # small sizes are cheap and noisy: more repeats; the slow loop gets fewer at large sizes
         repeats = args.repeats * max(1, 256 // n)
         loop_repeats = repeats if n <= 512 else (2 if n <= 1024 else 1)
-        best = {name: math.inf for name in run}
+        log_ratio = lp.detach() - inputs[1]
+        best = {name: math.inf for name in [*run, "floor"]}
         for r in range(repeats):  # interleaved
             for name, fn in run.items():
                 if name == "loop" and r >= loop_repeats:
                     continue
                 best[name] = min(best[name], fwd_bwd_seconds(fn, lp))
+            best["floor"] = min(best["floor"], floor_seconds(log_ratio))
         # sanity: the loop and the vectorised loss agree
         agree = abs(run["frpo"]().item() - run["loop"]().item())
         mem = {name: saved_bytes(fn, inputs) for name, fn in run.items() if name != "loop"}
@@ -148,8 +167,10 @@ def main(argv=None):
                 "grpo_s": best["grpo"],
                 "frpo_s": best["frpo"],
                 "loop_s": best["loop"],
+                "floor_s": best["floor"],
                 "ratio_vs_grpo": best["frpo"] / best["grpo"],
                 "speedup_vs_loop": best["loop"] / best["frpo"],
+                "floor_speedup_vs_loop": best["loop"] / best["floor"],
                 "saved_grpo_BT": mem["grpo"] / bt,
                 "saved_frpo_BT": mem["frpo"] / bt,
                 "frpo_minus_loop_abs": agree,
@@ -161,17 +182,19 @@ def main(argv=None):
         "G": G,
         "T": T,
         "dtype": "float32",
-        "threads": 1,
+        "threads": args.threads,
         "sizes": [r["n_groups"] for r in rows],
         "grpo_s": [round(r["grpo_s"], 5) for r in rows],
         "frpo_s": [round(r["frpo_s"], 5) for r in rows],
         "loop_s": [round(r["loop_s"], 5) for r in rows],
+        "floor_s": [round(r["floor_s"], 5) for r in rows],
         "best_of_grpo_frpo_loop": [
             [r["best_of"][0], r["best_of"][0], r["best_of"][1]] for r in rows
         ],
         "ratio_vs_grpo": [round(r["ratio_vs_grpo"], 3) for r in rows],
         "speedup_vs_loop": [round(r["speedup_vs_loop"], 2) for r in rows],
         f"speedup_vs_loop_{last['n_groups']}": round(last["speedup_vs_loop"], 2),
+        f"floor_speedup_vs_loop_{last['n_groups']}": round(last["floor_speedup_vs_loop"], 2),
         "saved_for_backward_in_BxT_fp32_units": {
             "grpo": [round(r["saved_grpo_BT"], 3) for r in rows],
             "frpo": [round(r["saved_frpo_BT"], 3) for r in rows],
@@ -181,13 +204,17 @@ def main(argv=None):
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"G={G} T={T} fp32 CPU 1 thread; seconds for forward+backward (best of k)")
-    head = "groups      B    grpo_s    frpo_s    loop_s  frpo/grpo  loop/frpo  saved(BxT) grpo frpo"
+    print(f"G={G} T={T} fp32 CPU, {args.threads} thread(s); seconds forward+backward (best of k)")
+    head = (
+        "groups      B    grpo_s    frpo_s    loop_s   floor_s  frpo/grpo  loop/frpo  loop/floor"
+        "  saved(BxT) grpo frpo"
+    )
     print(head)
     for r in rows:
         print(
             f"{r['n_groups']:6d} {r['B']:6d} {r['grpo_s']:9.4f} {r['frpo_s']:9.4f} "
-            f"{r['loop_s']:9.4f} {r['ratio_vs_grpo']:10.2f} {r['speedup_vs_loop']:10.1f}"
+            f"{r['loop_s']:9.4f} {r['floor_s']:9.4f} {r['ratio_vs_grpo']:10.2f} "
+            f"{r['speedup_vs_loop']:10.1f} {r['floor_speedup_vs_loop']:11.1f}"
             f"  {r['saved_grpo_BT']:9.2f} {r['saved_frpo_BT']:5.2f}"
         )
     print(f"max |frpo - loop| loss: {summary['max_abs_frpo_minus_loop']:.2e}")

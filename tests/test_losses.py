@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 
+import frpo.losses
 from frpo.losses import (
     entropic_advantages,
     frpo_loss,
@@ -488,3 +489,32 @@ def test_ratio_exactly_at_the_clip_keeps_its_gradient():
     g2 = grad_of(frpo_loss(lp, old, adv, mask, gids, 0.5, epsilon=0.2)[0], lp)
     assert g2.abs().max() > 1e-3
     torch.testing.assert_close(g0, g2, rtol=1e-12, atol=1e-15)
+
+
+# ------------------------------------------------------------------- the blocked token pass
+
+
+@pytest.mark.parametrize("block", [1, 6, 33, 10_000])
+def test_blocked_token_pass_matches_the_loop_reference(monkeypatch, block):
+    # random_batch has T = 6: blocks of 1 token (one row a block), exactly one row, five rows
+    # with a ragged last block (33 // 6 = 5 rows), and the whole batch in one block.
+    monkeypatch.setattr(frpo.losses, "_BLOCK_ELEMENTS", block)
+    lp, old, adv, mask, gids = random_batch(4)
+    assert len(adv) % 5 != 0  # so that five-row blocks leave a ragged last one
+    loss, m = frpo_loss(lp, old, adv, mask, gids, 0.6)
+    ref = reference_loss(lp.tolist(), old.tolist(), adv.tolist(), mask.tolist(), gids.tolist(), 0.6)
+    assert loss.item() == pytest.approx(ref, rel=1e-12, abs=1e-12)
+    monkeypatch.setattr(frpo.losses, "_BLOCK_ELEMENTS", 10_000)
+    loss_one, m_one = frpo_loss(lp, old, adv, mask, gids, 0.6)
+    assert m == m_one
+    torch.testing.assert_close(grad_of(loss, lp), grad_of(loss_one, lp), rtol=0, atol=0)
+
+
+def test_bool_and_int_masks_give_the_float_mask_result():
+    lp, old, adv, mask, gids = random_batch(9)
+    loss, m = frpo_loss(lp, old, adv, mask, gids, 0.4)
+    g = grad_of(loss, lp)
+    for other in (mask.bool(), mask.long()):
+        loss2, m2 = frpo_loss(lp, old, adv, other, gids, 0.4)
+        assert loss2.item() == loss.item() and m2 == m
+        torch.testing.assert_close(grad_of(loss2, lp), g, rtol=0, atol=0)
