@@ -171,6 +171,21 @@ def recording_trainer_class():
     return RecordingFRPOTrainer
 
 
+def exact_recording_trainer(model_path: str, output_dir: str, **config):
+    """The recording trainer on the float64 tiny model, 64 prompts, for one exact step.
+
+    ``config`` goes to :func:`exact_config` (learning rate, batch layout, FRPO settings).
+    """
+    model, tok = load_tiny(model_path, torch.float64)
+    return recording_trainer_class()(
+        model=model,
+        reward_funcs=target_fraction_reward,
+        args=exact_config(output_dir, **config),
+        train_dataset=prompt_dataset(64),
+        processing_class=tok,
+    )
+
+
 def _row_logps(model, batch) -> torch.Tensor:
     """(b, T) log-probs of the completion tokens, computed directly (not with TRL's helper)."""
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)

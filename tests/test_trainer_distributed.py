@@ -37,15 +37,7 @@ def _worker(model_path: str, out_dir: str) -> None:
     sys.path.insert(0, str(ROOT))
     from tests import _tiny
 
-    model, tok = _tiny.load_tiny(model_path, torch.float64)
-    args = _tiny.exact_config(out_dir, learning_rate=LR, **SETTINGS)
-    trainer = _tiny.recording_trainer_class()(
-        model=model,
-        reward_funcs=_tiny.target_fraction_reward,
-        args=args,
-        train_dataset=_tiny.prompt_dataset(64),
-        processing_class=tok,
-    )
+    trainer = _tiny.exact_recording_trainer(model_path, out_dir, learning_rate=LR, **SETTINGS)
     trainer.train()
     rank = trainer.accelerator.process_index
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)

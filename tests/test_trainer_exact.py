@@ -29,19 +29,11 @@ def _params(model):
 
 
 def _train_one_step(path, out, **overrides):
-    model, tok = _tiny.load_tiny(path, torch.float64)
-    start = _params(model)
-    args = _tiny.exact_config(str(out), learning_rate=LR, **overrides)
-    trainer = _tiny.recording_trainer_class()(
-        model=model,
-        reward_funcs=_tiny.target_fraction_reward,
-        args=args,
-        train_dataset=_tiny.prompt_dataset(64),
-        processing_class=tok,
-    )
+    trainer = _tiny.exact_recording_trainer(path, str(out), learning_rate=LR, **overrides)
+    start = _params(trainer.model)
     trainer.train()
     _train_one_step.logged = trainer.state.log_history[0]
-    return start, _params(trainer.model), trainer.recorded, args
+    return start, _params(trainer.model), trainer.recorded, trainer.args
 
 
 def _reference(path, batches, args, **kw):

@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from frpo.stages.sources import check_columns, load_tokenizer
+from frpo.stages.sources import ModelPathBackend, check_columns
 
 FORMATS = {"alpaca": ("instruction", "input", "output"), "gsm8k": ("question", "answer")}
 SPLITS = ("train", "heldout")
@@ -69,7 +69,7 @@ def _answer(row: dict, fmt: str) -> str:
     return row["output"] if fmt == "alpaca" else row["answer"]
 
 
-class FileBackend:
+class FileBackend(ModelPathBackend):
     """Local model directory + local data files, one per task (task name = its format)."""
 
     def __init__(self, model: str, data: dict[str, str]):
@@ -81,16 +81,6 @@ class FileBackend:
         self.model = model
         self.data = dict(data)
         self.tasks = tuple(self.data)
-        self._tokenizer = None
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.model)
-        return self._tokenizer
-
-    def base_model_path(self) -> str:
-        return self.model
 
     def _rows(self, task: str, split: str):
         from datasets import Dataset

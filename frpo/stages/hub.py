@@ -38,7 +38,7 @@ import os
 from collections.abc import Callable
 
 from frpo.judges.base import Judge, JudgeError
-from frpo.stages.sources import load_tokenizer
+from frpo.stages.sources import ModelPathBackend
 
 JUDGE_PREFIX = "judge."
 JUDGE_SETTINGS = {  # Source.data key -> the paper's model (hub id) or endpoint
@@ -256,7 +256,7 @@ class TaskReward:
         return out
 
 
-class HubBackend:
+class HubBackend(ModelPathBackend):
     """Hub model id + the datasets of ``data`` read by :mod:`frpo.data` (see module docstring)."""
 
     def __init__(self, model: str, data: dict[str, str]):
@@ -279,16 +279,6 @@ class HubBackend:
         self._tables: dict[tuple[str, str, str], object] = {}
         self._rewards: dict[str, list] = {}
         self._judges: dict[str, Judge] | None = None
-        self._tokenizer = None
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.model)
-        return self._tokenizer
-
-    def base_model_path(self) -> str:
-        return self.model
 
     def _source(self, task: str) -> str:
         """The task's hub id, URL, or local file resolved from the repository root."""

@@ -80,6 +80,25 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
+class ModelPathBackend:
+    """What backends whose base model is ``self.model`` (a directory or hub id) share.
+
+    The tokenizer is loaded from ``self.model`` on first use, then kept.
+    """
+
+    model: str
+    _tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.model)
+        return self._tokenizer
+
+    def base_model_path(self) -> str:
+        return self.model
+
+
 def load_model(path: str, dtype=None, source: Source | None = None):
     """A causal LM from a local directory or hub id: float32 on CPU unless ``dtype`` is given;
     for a ``hub`` ``source`` (paper scale) bf16 on this process's GPU (``cuda:LOCAL_RANK``)."""

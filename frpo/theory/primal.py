@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from .risk import as_distribution
+from .risk import as_ball_problem
 
 __all__ = ["worst_case_reward"]
 
@@ -113,14 +113,8 @@ def worst_case_reward(rewards, rho, probs=None, *, tol: float = 1e-14, maxiter: 
     constraint to ``1e-9`` relative. Accuracy against the dual: ~1e-9 relative typically (tests
     assert 1e-5 for moderate radii).
     """
-    r, p = as_distribution(rewards, probs)
-    rho = float(rho)
-    if not rho >= 0 or not np.isfinite(rho):
-        raise ValueError(f"rho must be finite and >= 0, got {rho}")
-    if r.ndim > 2:
-        raise ValueError(f"rewards must be 1-D or 2-D, got shape {r.shape}")
-    shape = r.shape
-    r2, p2 = r.reshape(-1, shape[-1]), p.reshape(-1, shape[-1])
+    shape = np.shape(rewards)
+    r2, p2, rho = as_ball_problem(rewards, probs, rho)
     support = p2 > 0
     row_min = np.where(support, r2, np.inf).min(-1, keepdims=True)
     on_min = support & (r2 == row_min)

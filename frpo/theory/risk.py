@@ -60,6 +60,21 @@ def as_distribution(rewards, probs=None) -> tuple[np.ndarray, np.ndarray]:
     return r, p
 
 
+def as_ball_problem(rewards, probs, rho) -> tuple[np.ndarray, np.ndarray, float]:
+    """Validate a KL-ball problem: ``(r, p)`` as (n_prompts, n_outcomes) float64 tables and rho.
+
+    1-D ``rewards`` are one prompt's outcomes (one row). Raises ``ValueError`` for what
+    :func:`as_distribution` refuses, for more than two axes and for rho < 0 or not finite.
+    """
+    r, p = as_distribution(rewards, probs)
+    rho = float(rho)
+    if not rho >= 0 or not np.isfinite(rho):
+        raise ValueError(f"rho must be finite and >= 0, got {rho}")
+    if r.ndim > 2:
+        raise ValueError(f"rewards must be 1-D or 2-D, got shape {r.shape}")
+    return r.reshape(-1, r.shape[-1]), p.reshape(-1, p.shape[-1]), rho
+
+
 def _support_min(r: np.ndarray, p: np.ndarray) -> np.ndarray:
     """``min r`` over the support ``p > 0`` along the last axis (leading shape)."""
     return np.where(p > 0, r, np.inf).min(axis=-1)
@@ -176,14 +191,7 @@ def robust_reward(rewards, rho, probs=None) -> tuple[float, float]:
     includes constant rewards with ``rho > 0``, gives ``(E_x min r, 0)`` (for constant rewards
     every ``lam`` is optimal; ``0`` is returned when ``rho > 0``).
     """
-    r, p = as_distribution(rewards, probs)
-    rho = float(rho)
-    if not rho >= 0 or not np.isfinite(rho):
-        raise ValueError(f"rho must be finite and >= 0, got {rho}")
-    if r.ndim > 2:
-        raise ValueError(f"rewards must be 1-D or 2-D, got shape {r.shape}")
-    r = r.reshape(-1, r.shape[-1])
-    p = p.reshape(-1, p.shape[-1])
+    r, p, rho = as_ball_problem(rewards, probs, rho)
 
     def phi(lam: float) -> float:
         return float(np.mean(entropic_risk(r, lam, p))) - (0.0 if np.isinf(lam) else lam * rho)
