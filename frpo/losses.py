@@ -203,8 +203,8 @@ class _ClippedSequenceRatio(torch.autograd.Function):
         sums = per_token_logps.new_empty((batch,), dtype=dtype)  # (B,)
         kept = torch.empty_like(sums)  # (B,) live unclipped tokens
         on_cpu = per_token_logps.device.type == "cpu"
-        rows = max(1, _BLOCK_ELEMENTS // max(length, 1)) if on_cpu else max(batch, 1)
-        rows = min(rows, max(batch, 1))
+        rows = min(batch, _BLOCK_ELEMENTS // max(length, 1)) if on_cpu else batch
+        rows = max(rows, 1)
         log_ratio = w.new_empty((rows, length))  # (rows, T) block temporaries
         keep = w.new_empty((rows, length))
         for a in range(0, batch, rows):

@@ -113,8 +113,8 @@ def worst_case_reward(rewards, rho, probs=None, *, tol: float = 1e-14, maxiter: 
     constraint to ``1e-9`` relative. Accuracy against the dual: ~1e-9 relative typically (tests
     assert 1e-5 for moderate radii).
     """
-    shape = np.shape(rewards)
     r2, p2, rho = as_ball_problem(rewards, probs, rho)
+    shape = np.shape(rewards)  # (n_outcomes,) or (n_prompts, n_outcomes), validated
     support = p2 > 0
     row_min = np.where(support, r2, np.inf).min(-1, keepdims=True)
     on_min = support & (r2 == row_min)
