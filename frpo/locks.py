@@ -15,6 +15,8 @@ import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
+LOCKS_DIR = ".locks"  # the folder, beside what is built, that holds the lock files
+
 
 @contextlib.contextmanager
 def exclusive(lock_file: Path) -> Iterator[None]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from frpo.stages.rundir import write_json
 
 MODEL_DIR = "model"
+ADAPTER_CONFIG = "adapter_config.json"  # what a saved PEFT adapter directory holds
 
 
 def model_path_of(spec, profile: str) -> str:
@@ -96,9 +97,6 @@ def save_trained(trainer, tokenizer, run_dir: Path, start_path: str, source=None
             merge_adapter(out, load_model(start_path, source=source))
         tokenizer.save_pretrained(out)
     return None
-
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def merge_adapter(model_dir: Path, base) -> None:

@@ -28,12 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from frpo.locks import exclusive
+from frpo.locks import LOCKS_DIR, exclusive
 from frpo.paths import runs_dir
 from frpo.stages.spec import run_name, to_dict
 
 COMPLETE = "COMPLETE"
-LOCKS = ".locks"  # runs/<profile>/.locks/<stage>-<run_name>.lock (see frpo.locks)
 
 
 def run_path(spec: Any, profile: str) -> Path:
@@ -85,7 +84,8 @@ def run_once(spec: Any, profile: str, body: Callable[[Path], dict]) -> Path:
             shutil.rmtree(scratch, ignore_errors=True)
         return final
     # one builder per run: a concurrent asker (another notebook, --jobs) waits, then reuses it
-    with exclusive(final.parent.parent / LOCKS / f"{final.parent.name}-{final.name}.lock"):
+    # runs/<profile>/.locks/<stage>-<run_name>.lock
+    with exclusive(final.parent.parent / LOCKS_DIR / f"{final.parent.name}-{final.name}.lock"):
         if is_complete(final):
             return final
         return _build(spec, final, body)

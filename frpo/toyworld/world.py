@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from frpo.locks import exclusive
+from frpo.locks import LOCKS_DIR, exclusive
 from frpo.paths import cache_dir
 from frpo.toyworld import exact, grammar, lexicon, problems, rewards, tasks
 from frpo.toyworld.config import WorldConfig
@@ -171,7 +171,7 @@ class ToyWorld:
         final = self.base_model_dir()
         if (final / DONE).is_file():
             return final
-        with exclusive(final.parent / ".locks" / f"{final.name}.lock"):
+        with exclusive(final.parent / LOCKS_DIR / f"{final.name}.lock"):
             if (final / DONE).is_file():
                 return final
             return self._pretrain_into(final, verbose)
