@@ -90,9 +90,13 @@ def test_a_failed_evaluation_keeps_the_trained_model_and_the_rerun_only_evaluate
         raise RuntimeError("judge server down")
 
     monkeypatch.setattr(rlhf, "held_out_metrics", broken)
-    with pytest.raises(RuntimeError, match="judge server down"):
+    with pytest.raises(RuntimeError, match="judge server down") as failed:
         run_stage(spec, "smoke")
     kept = rlhf.trained_path(spec, "smoke")
+    assert failed.value.__notes__ == [
+        f"the trained model is kept in {kept}: running the same spec again evaluates it "
+        "without training"
+    ]
     assert kept.parent == run_path(spec, "smoke").parent and not is_complete(
         run_path(spec, "smoke")
     )

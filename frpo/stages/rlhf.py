@@ -233,7 +233,14 @@ def _run(spec: RLSpec, backend, start_path: str, tmp: Path, kept: Path) -> dict:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     metrics = read_json(kept / TRAINED_METRICS)
-    metrics.update(_evaluate(spec, backend, start_path, tmp))
+    try:
+        metrics.update(_evaluate(spec, backend, start_path, tmp))
+    except Exception as exc:
+        exc.add_note(
+            f"the trained model is kept in {kept}: running the same spec again evaluates it "
+            "without training"
+        )
+        raise
     return metrics
 
 
