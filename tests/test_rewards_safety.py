@@ -3,6 +3,7 @@
 import math
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from frpo.judges.base import Judge
-from frpo.rewards import HelpfulnessReward, SafetyReward, on_main_process
+from frpo.rewards import HelpfulnessReward, SafetyReward, local_scoring, on_main_process
 from frpo.rewards.safety import prompt_text
 
 torch.set_num_threads(1)
@@ -109,8 +110,13 @@ def test_on_main_process_single_process():
 
 
 def _worker(rank, world, port, path):
+    import datetime
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a short timeout: a collective that waits for a rank that has left fails in 20 s, not 30 min
+    dist.init_process_group(
+        "gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=20)
+    )
     calls = []
 
     def score(p, c):
@@ -119,9 +125,15 @@ def _worker(rank, world, port, path):
 
     mine = [str(10 * rank + k) for k in range(rank + 1)]  # rank 0: ["0"], rank 1: ["10", "11"]
     got = on_main_process(score, ["p"] * len(mine), mine)
+    alone = None
+    if rank == 0:  # rank 1 has returned (as the RL runner's other ranks do before evaluation)
+        time.sleep(1.0)
+        with local_scoring():
+            alone = on_main_process(score, ["p"], ["7"])
     with open(f"{path}.{rank}", "w") as f:
-        f.write(repr((got, calls)))
-    dist.destroy_process_group()
+        f.write(repr((got, calls, alone)))
+    if rank == 0:
+        dist.destroy_process_group()
 
 
 @pytest.mark.distributed
@@ -130,10 +142,12 @@ def test_on_main_process_two_ranks(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.spawn(_worker, args=(2, port, str(tmp_path / "out")), nprocs=2, join=True)
-    got0, calls0 = eval((tmp_path / "out.0").read_text())
-    got1, calls1 = eval((tmp_path / "out.1").read_text())
+    got0, calls0, alone = eval((tmp_path / "out.0").read_text())
+    got1, calls1, _ = eval((tmp_path / "out.1").read_text())
     assert got0 == [0.0] and got1 == [10.0, 11.0]  # each rank gets its own slice back
-    assert calls0 == [["0", "10", "11"]] and calls1 == []  # scored once, on rank 0
+    # scored once, on rank 0; then rank 0 alone, inside local_scoring, with no collective
+    assert calls0 == [["0", "10", "11"], ["7"]] and calls1 == []
+    assert alone == [7.0]
 
 
 def test_safety_reward_inside_a_grpo_step(tmp_path):

@@ -11,8 +11,14 @@ import pytest
 import torch
 import yaml
 
+from frpo.harness.overrides import attention_implementation
 from frpo.stages.beta_search import MAX_STEP, next_beta
-from frpo.stages.launch import accelerate_config, launch_command, launched_gpus
+from frpo.stages.launch import (
+    accelerate_config,
+    launch_command,
+    launched_gpus,
+    launched_processes,
+)
 from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, Source, from_dict, run_name
 
 torch.set_num_threads(1)
@@ -46,6 +52,13 @@ def test_missing_layouts_list_the_available_ones():
         launch_command(RLSpec(), "x.json", n_gpus=8, zero=1)
 
 
+def test_launched_processes(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launched_processes() == 1  # a plain process, whatever GPUs it sees
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert launched_processes() == 4
+
+
 def test_launched_gpus(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "8")
     assert launched_gpus() == 8
@@ -68,7 +81,8 @@ def test_a_hub_rl_config_has_the_paper_overrides(method, tmp_path):
     for key, value in paper_trainer_overrides(8).items():
         assert getattr(cfg, key) == value, key
     assert cfg.use_vllm and cfg.vllm_mode == "colocate" and cfg.bf16
-    assert cfg.model_init_kwargs["attn_implementation"] == "flash_attention_2"
+    assert cfg.model_init_kwargs["attn_implementation"] == attention_implementation()
+    assert cfg.model_init_kwargs["dtype"] == "bfloat16"  # LoRA on bf16 weights
     assert cfg.vllm_importance_sampling_correction is False
     assert cfg.beta == 0.1 and cfg.num_generations == 8
     assert _unsupported_settings(cfg) == []  # FRPOTrainer accepts it
@@ -85,18 +99,99 @@ def test_toy_and_files_rl_configs_get_no_override(tmp_path):
     assert not build_rl_config(RLSpec(source=files), tmp_path).use_vllm
 
 
-def test_a_hub_sft_config_is_bf16_with_flash_attention(tmp_path):
+def test_a_hub_sft_config_is_bf16_autocast_with_fp32_weights_for_full_fine_tuning(tmp_path):
     from frpo.stages.sft import build_sft_config
 
     cfg = build_sft_config(SFTSpec(source=HUB, lr=1e-6, batch_size=16, max_length=2048), tmp_path)
     assert cfg.bf16 and cfg.gradient_checkpointing
     assert cfg.model_init_kwargs == {
-        "dtype": "bfloat16",
-        "attn_implementation": "flash_attention_2",
+        "dtype": "float32",  # fp32 master weights; bf16 is the autocast compute
+        "attn_implementation": attention_implementation(),
         "use_cache": False,
     }
     assert cfg.max_length == 2048 and cfg.learning_rate == 1e-6
+    lora = SFTSpec(source=HUB, full=False, lora_rank=16, batch_size=16)
+    assert build_sft_config(lora, tmp_path).model_init_kwargs["dtype"] == "bfloat16"
     assert not build_sft_config(SFTSpec(), tmp_path).bf16
+
+
+def test_attention_is_flash_attn_where_it_imports_else_sdpa(monkeypatch, caplog):
+    import logging
+    import sys
+    import types
+
+    import transformers.utils
+
+    from frpo.harness import overrides
+
+    caplog.set_level(logging.INFO, logger=overrides.__name__)
+    monkeypatch.setitem(sys.modules, "flash_attn", None)  # `import flash_attn` raises
+    assert overrides.attention_implementation() == "sdpa"
+    assert "flash-attn does not import" in caplog.text and "falls back to sdpa" in caplog.text
+    assert overrides.paper_trainer_overrides(1)["model_init_kwargs"]["attn_implementation"] == (
+        "sdpa"
+    )
+    monkeypatch.setitem(sys.modules, "flash_attn", types.ModuleType("flash_attn"))
+    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: False)
+    caplog.clear()
+    assert overrides.attention_implementation() == "sdpa"  # imports, but no CUDA device
+    assert "transformers cannot use it" in caplog.text
+    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: True)
+    caplog.clear()
+    assert overrides.attention_implementation() == "flash_attention_2"
+    assert "attention: flash_attention_2" in caplog.text
+
+
+def _world(monkeypatch, n: int) -> None:
+    """Make TrainingArguments see ``n`` processes (its ``world_size``, the number TRL and the
+    Trainer multiply the per-device batch by), as under ``accelerate launch``, without GPUs."""
+    from transformers import TrainingArguments
+
+    monkeypatch.setattr(TrainingArguments, "world_size", property(lambda self: n))
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+@pytest.mark.parametrize("method", ["grpo", "frpo"])
+def test_each_process_takes_the_batch_over_the_world_size_rl(n, method, tmp_path, monkeypatch):
+    """Issue 10 row 1: TRL's generation batch (the completions of one optimizer step) is
+    per_device_train_batch_size x processes x steps_per_generation; it must be the spec's."""
+    from frpo.stages.rlhf import build_rl_config
+
+    _world(monkeypatch, n)
+    for source in (Source(), HUB):
+        spec = RLSpec(source=source, method=method, lam=0.5, batch_size=128, num_generations=8)
+        cfg = build_rl_config(spec, tmp_path, n_gpus=n, n_processes=n)
+        assert cfg.world_size == n
+        assert cfg.per_device_train_batch_size == 128 // n
+        assert cfg.generation_batch_size == 128  # TRL's own arithmetic, read back
+        assert cfg.steps_per_generation == cfg.gradient_accumulation_steps == 1
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_each_process_takes_the_batch_over_the_world_size_sft(n, tmp_path, monkeypatch):
+    from frpo.stages.sft import build_sft_config
+
+    _world(monkeypatch, n)
+    for source in (Source(), HUB):
+        cfg = build_sft_config(SFTSpec(source=source, batch_size=16), tmp_path, n_processes=n)
+        assert cfg.per_device_train_batch_size == 16 // n
+        # transformers' step: train_batch_size (per device x GPUs per process) x accumulation
+        # x world size (Trainer.get_total_train_batch_size without tensor/sequence parallelism)
+        assert cfg.train_batch_size * cfg.gradient_accumulation_steps * cfg.world_size == 16
+
+
+def test_a_batch_that_does_not_split_is_refused(tmp_path, monkeypatch):
+    from frpo.stages.rlhf import build_rl_config
+    from frpo.stages.sft import build_sft_config
+
+    _world(monkeypatch, 3)
+    with pytest.raises(ValueError, match=r"RL run: batch_size 32 does not split over 3 proc"):
+        build_rl_config(RLSpec(batch_size=32), tmp_path, n_processes=3)
+    with pytest.raises(ValueError, match=r"SFT run: batch_size 8 does not split over 3 .*or 2"):
+        build_sft_config(SFTSpec(batch_size=8), tmp_path, n_processes=3)
+    # split over 2 processes but the trainer sees 3: the step would not be the spec's
+    with pytest.raises(ValueError, match="would take 48 examples a step, the spec asks for 32"):
+        build_rl_config(RLSpec(batch_size=32), tmp_path, n_processes=2)
 
 
 def test_next_beta_step_is_capped_at_a_factor_of_ten():

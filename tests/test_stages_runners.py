@@ -74,6 +74,48 @@ def test_rl_runner_writes_a_complete_run(src, runs, kw):
         assert any(k.startswith("frpo/") for k in rows[0]), "FRPO metrics missing from curves"
 
 
+def test_a_failed_evaluation_keeps_the_trained_model_and_the_rerun_only_evaluates(
+    src, runs, monkeypatch
+):
+    """Issue 10 row 3: an evaluation failure after training must not delete the trained model,
+    and the next attempt evaluates it instead of training again."""
+    from frpo.stages import rlhf
+    from frpo.stages.rundir import run_path
+    from frpo.stages.sources import load_model
+
+    spec = rl_spec(src, method="frpo", lam=0.5)
+    real_eval = rlhf.held_out_metrics
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("judge server down")
+
+    monkeypatch.setattr(rlhf, "held_out_metrics", broken)
+    with pytest.raises(RuntimeError, match="judge server down") as failed:
+        run_stage(spec, "smoke")
+    kept = rlhf.trained_path(spec, "smoke")
+    assert failed.value.__notes__ == [
+        f"the trained model is kept in {kept}: running the same spec again evaluates it "
+        "without training"
+    ]
+    assert kept.parent == run_path(spec, "smoke").parent and not is_complete(
+        run_path(spec, "smoke")
+    )
+    assert rlhf.is_trained(kept) and (kept / "model" / "config.json").is_file()
+    trained = {k: v.clone() for k, v in load_model(str(kept / "model")).state_dict().items()}
+    assert json.loads((kept / rlhf.TRAINED_METRICS).read_text())["frpo/steps"] == 2
+
+    monkeypatch.setattr(rlhf, "held_out_metrics", real_eval)
+    monkeypatch.setattr(rlhf, "_train", lambda *a: pytest.fail("the rerun trained again"))
+    path = run_stage(spec, "smoke")
+    assert is_complete(path) and not kept.exists()  # evaluated, then the kept copy removed
+    m = load_metrics(path)
+    assert m["frpo/steps"] == 2 and "frpo/final/kl_ref" in m and "frpo/train/reward" in m
+    assert read_csv(path / "curves.csv") and not (path / rlhf.TRAINED_METRICS).exists()
+    final = load_model(str(path / "model")).state_dict()
+    assert all(torch.equal(final[k], v) for k, v in trained.items())
+    assert sorted(p.name for p in (runs / "smoke" / "rl").iterdir()) == [path.name]
+
+
 def test_same_spec_twice_gives_the_same_numbers(src, tmp_path, monkeypatch):
     spec = rl_spec(src, method="frpo", lam=0.5)
     out = []
@@ -196,7 +238,7 @@ def test_launch_command_and_plan(runs):
     )
     p = plan(SFTSpec(parent=spec), n_gpus=4)
     assert "-m frpo.stages.sft" in p["command"] and Path(p["spec_file"]).is_file()
-    with pytest.raises(ValueError, match="does not split over 3 GPUs"):
+    with pytest.raises(ValueError, match="batch_size 64 does not split over 3 processes"):
         launch_command(spec, "x.json", n_gpus=3)
 
 

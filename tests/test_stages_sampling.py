@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from accelerate.utils import DistributedType
 from test_stages_fixtures import build_model
 
 from frpo.stages.sampling import (
@@ -61,6 +62,54 @@ def test_completion_logps_match_a_one_sequence_plain_loop(models):
                 logits = model(torch.tensor([p + c[:t]])).logits[0, -1].double()
             ref = torch.log_softmax(logits, -1)[c[t]]
             assert float(lp[t]) == pytest.approx(float(ref), abs=1e-5)
+
+
+def _full_float64_logps(model, prompt_ids, completion_ids):
+    """The reference: one right-padded forward, log_softmax over (B, L, V) in float64."""
+    seqs = [p + c for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    width = max(map(len, seqs))
+    ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.double(), -1)
+    out = []
+    for i, (p, c) in enumerate(zip(prompt_ids, completion_ids, strict=True)):
+        pos = torch.arange(len(p) - 1, len(p) + len(c) - 1)
+        out.append(logp[i, pos, torch.tensor(c, dtype=torch.long)])
+    return out
+
+
+def test_completion_logps_in_fp32_chunks_equal_the_float64_full_softmax(models):
+    """Issue 10 row 3: no (B, L, V) logits, no float64 vocabulary tensor; same numbers.
+
+    Ragged prompts and completions (one empty), a logit budget of two rows per forward and
+    position chunks of one: every forward returns at most the budget and only the completion's
+    columns (C + 1), and each log-prob equals the float64 full computation to 1e-5.
+    """
+    model, _, tok = models
+    samples = sample(model, tok, PROMPTS * 3, max_new_tokens=7, seed=3)
+    comps = [c[: 1 + i % 7] for i, c in enumerate(samples.completion_ids)] + [[]]
+    prompts = samples.prompt_ids + [samples.prompt_ids[0]]
+    assert len({len(p) for p in prompts}) > 1 and len({len(c) for c in comps}) > 2
+    vocab = model.config.vocab_size
+    longest = max(map(len, comps))
+    budget = 2 * (longest + 1) * vocab
+    shapes = []
+    hook = model.register_forward_hook(lambda m, a, out: shapes.append(tuple(out.logits.shape)))
+    try:
+        got = completion_logps(model, prompts, comps, logit_budget=budget, chunk_budget=vocab)
+    finally:
+        hook.remove()
+    assert shapes and all(b * n * v <= budget and n <= longest + 1 for b, n, v in shapes)
+    assert sum(b for b, _, _ in shapes) == len(prompts) - 1  # the empty answer needs no forward
+    ref = _full_float64_logps(model, prompts, comps)
+    for g, r, c in zip(got, ref, comps, strict=True):
+        assert g.dtype == torch.float64 and g.shape == (len(c),)
+        assert torch.allclose(g, r, rtol=0, atol=1e-5), (g, r)
+    default = completion_logps(model, prompts, comps)  # one forward for this toy batch
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-5) for a, b in zip(default, got, strict=True))
 
 
 def test_kl_of_a_model_to_itself_is_zero_and_to_another_positive_on_average(models):
@@ -151,7 +200,9 @@ def test_sam_step_uses_the_gradient_at_the_ascended_point(monkeypatch):
     trainer = object.__new__(SAMGRPOTrainer)
     trainer.sam_rho, trainer._sam_shift = 0.1, []
     trainer._metrics = {"train": {"loss": []}}
-    trainer.accelerator = SimpleNamespace(unwrap_model=lambda m: m)
+    trainer.accelerator = SimpleNamespace(
+        unwrap_model=lambda m: m, distributed_type=DistributedType.NO
+    )
     model.train()
     trainer.training_step(model, {})
     g = c * w0**3  # grad at w0
@@ -161,3 +212,116 @@ def test_sam_step_uses_the_gradient_at_the_ascended_point(monkeypatch):
     assert torch.allclose(model.w.grad, expected, rtol=0, atol=1e-12)
     assert not torch.allclose(model.w.grad, g)  # and it is not the plain gradient
     assert trainer._metrics["train"]["loss"] == [1.0]  # the ascent pass's log was dropped
+
+
+class SteppingEngine:
+    """A stand-in for DeepSpeed's engine as accelerate drives it: ``backward`` then ``step``
+    (SGD step + zero grad) inside ``Accelerator.backward``. With ``master=True`` it steps an
+    fp32 master copy and copies it into the model's weights, as ZeRO-1/2 do."""
+
+    def __init__(self, params, lr, master):
+        self.params, self.lr, self.steps = params, lr, 0
+        self.master = [p.detach().clone() for p in params] if master else None
+
+    def set_gradient_accumulation_boundary(self, is_boundary):
+        assert is_boundary
+
+    def backward(self, loss):
+        loss.backward()
+
+    def step(self):
+        self.steps += 1
+        with torch.no_grad():
+            for i, p in enumerate(self.params):
+                if self.master is None:
+                    p -= self.lr * p.grad
+                else:
+                    self.master[i] -= self.lr * p.grad
+                    p.copy_(self.master[i])
+                p.grad = None
+
+
+class StandInAccelerator:
+    """accelerate's own ``Accelerator.backward`` routing on a stand-in state."""
+
+    from accelerate import Accelerator
+
+    backward = Accelerator.backward
+
+    def __init__(self, engine=None):
+        from accelerate.utils.deepspeed import DeepSpeedEngineWrapper
+
+        self.distributed_type = DistributedType.NO if engine is None else DistributedType.DEEPSPEED
+        self.gradient_accumulation_steps, self.sync_gradients = 1, True
+        self.scaler, self.has_lomo_optimizer = None, False
+        if engine is not None:
+            self.deepspeed_engine_wrapped = DeepSpeedEngineWrapper(engine)
+
+    def unwrap_model(self, model):
+        return model
+
+
+@pytest.mark.parametrize("where", ["optimizer", "deepspeed", "deepspeed_master_weights"])
+def test_sam_two_steps_by_hand_with_and_without_a_stepping_engine(where, monkeypatch):
+    """Two SAM steps on L(w) = (w1^2 + 2 w2^2) / 2 (grad (w1, 2 w2)), rho 0.5, SGD lr 0.1, float64,
+    whether the step is the optimizer's after ``training_step`` or, as under DeepSpeed, the
+    engine's inside ``accelerator.backward`` (issue 10 row 6: restoring theta afterwards undid
+    every DeepSpeed step)::
+
+        w0 = (3, 2):  g = (3, 4), |g| = 5, e = 0.5 g / 5 = (0.3, 0.4), w0 + e = (3.3, 2.4)
+                      g' = (3.3, 4.8), w1 = w0 - 0.1 g' = (2.67, 1.52)
+        w1:           g = (2.67, 3.04), |g| = sqrt(16.3705) = 4.0460474540
+                      e = (0.3299516417, 0.3756752775), w1 + e = (2.9999516417, 1.8956752775)
+                      g' = (2.9999516417, 3.7913505550), w2 = (2.3700048358, 1.1408649445)
+    """
+    from trl import GRPOTrainer
+
+    from frpo.stages.sam import SAMGRPOTrainer
+
+    c = torch.tensor([1.0, 2.0], dtype=torch.float64)
+
+    def loss_fn(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        return (c * model.w**2).sum() / 2
+
+    def step_fn(self, model, inputs, num_items_in_batch=None):  # transformers' training_step
+        loss = self.compute_loss(model, inputs)
+        self.accelerator.backward(loss)
+        return loss.detach()
+
+    monkeypatch.setattr(GRPOTrainer, "compute_loss", loss_fn)
+    monkeypatch.setattr(GRPOTrainer, "training_step", step_fn)
+    model = torch.nn.Module()
+    model.w = torch.nn.Parameter(torch.tensor([3.0, 2.0], dtype=torch.float64))
+    model.train()
+    trainer = object.__new__(SAMGRPOTrainer)
+    trainer.sam_rho, trainer._sam_shift, trainer._metrics = 0.5, [], {"train": {}}
+    engine = None
+    if where == "optimizer":
+        trainer.accelerator = StandInAccelerator()
+        opt = torch.optim.SGD([model.w], lr=0.1)
+    else:
+        engine = SteppingEngine([model.w], 0.1, master=where == "deepspeed_master_weights")
+        trainer.accelerator = StandInAccelerator(engine)
+    for _ in range(2):
+        trainer.training_step(model, {})
+        if engine is None:  # the Trainer steps after training_step (a no-op under DeepSpeed)
+            opt.step()
+            opt.zero_grad()
+    expected = torch.tensor([2.3700048358261094, 1.1408649445029013], dtype=torch.float64)
+    assert torch.allclose(model.w.detach(), expected, rtol=0, atol=1e-12), model.w
+    if engine is not None:
+        assert engine.steps == 2 and "step" not in vars(engine)  # the engine's own step again
+
+
+def test_sam_refuses_zero3(monkeypatch):
+    from trl import GRPOTrainer
+
+    from frpo.stages.sam import SAMGRPOTrainer
+
+    def init(self, *args, **kwargs):
+        plugin = SimpleNamespace(zero_stage=3)
+        self.accelerator = SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin))
+
+    monkeypatch.setattr(GRPOTrainer, "__init__", init)
+    with pytest.raises(ValueError, match="grpo_sam cannot run under DeepSpeed ZeRO-3"):
+        SAMGRPOTrainer(sam_rho=0.05)

@@ -1,4 +1,5 @@
-"""``save_trained``: the whole-model path and the ZeRO-3 path, on CPU.
+"""``save_trained``: the whole-model path and the ZeRO-3 path, on CPU; only the main process
+writes.
 
 Under ZeRO-3 the runner saves through ``Trainer.save_model`` (which gathers the shards; here, on
 one CPU process, it writes the same files without gathering) and merges a LoRA adapter into the
@@ -58,6 +59,16 @@ def test_zero3_path_saves_through_the_trainer_then_merges_the_adapter(tmp_path, 
     reloaded, tok = load_tiny(str(out))
     _assert_same_weights(reloaded, expected)
     assert tok.get_vocab() == tokenizer.get_vocab()
+
+
+def test_whole_model_worker_processes_write_nothing(tmp_path, monkeypatch):
+    """DDP / ZeRO-2: every process holds the whole model, only the main one saves it (issue 10
+    row 12: under ZeRO-2 on 8 GPUs the 7 others each wrote the merged 14.5 GB model)."""
+    trainer, tokenizer, start, _ = _lora_trainer(tmp_path)
+    monkeypatch.setattr(type(trainer.args), "should_save", property(lambda self: False))
+    assert not common.weights_sharded(trainer)
+    assert common.save_trained(trainer, tokenizer, tmp_path / "run", start) is None
+    assert not (tmp_path / "run").exists()
 
 
 def test_zero3_worker_processes_write_nothing(tmp_path, monkeypatch):

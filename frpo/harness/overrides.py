@@ -1,4 +1,4 @@
-"""GRPOConfig settings that only the paper profile switches on (GPUs, vLLM, flash-attn 2).
+"""GRPOConfig settings that only the paper profile switches on (GPUs, vLLM, flash-attn 2 or SDPA).
 
 The stage runners build their GRPOConfig/FRPOConfig from the profile's parameters, then update it
 with :func:`paper_trainer_overrides` when the profile is ``paper``; the toy and smoke profiles
@@ -7,7 +7,36 @@ run the same code without these keys (CPU, eager attention, transformers generat
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
+FLASH = "flash_attention_2"
+FALLBACK = "sdpa"  # torch's scaled_dot_product_attention: in every torch build, no extra wheel
+
+
+def attention_implementation() -> str:
+    """``flash_attention_2`` when flash-attn imports and transformers accepts it, else ``sdpa``.
+
+    flash-attn is an optional wheel built for one torch/CUDA pair; a model load that asks for it
+    without it fails. The choice is logged (a warning when falling back, with the reason).
+    """
+    try:
+        import flash_attn  # noqa: F401
+    except (ImportError, OSError) as exc:  # absent, or built against another torch/CUDA
+        log.warning("flash-attn does not import (%s): attention falls back to %s", exc, FALLBACK)
+        return FALLBACK
+    from transformers.utils import is_flash_attn_2_available
+
+    if not is_flash_attn_2_available():
+        log.warning(
+            "flash-attn imports but transformers cannot use it (no CUDA device, or a version "
+            "below 2.3.3): attention falls back to %s",
+            FALLBACK,
+        )
+        return FALLBACK
+    log.info("attention: %s (flash-attn imports)", FLASH)
+    return FLASH
 
 
 def paper_trainer_overrides(
@@ -18,8 +47,9 @@ def paper_trainer_overrides(
     - vLLM generation colocated with training in every process (``vllm_mode="colocate"``), taking
       ``vllm_gpu_memory_utilization`` of each GPU (0.3 leaves room for a 7B LoRA policy and the
       judges); ``vllm_tensor_parallel_size`` must divide ``n_gpus``.
-    - bf16 weights and compute, flash-attention 2, no KV cache during training, non-reentrant
-      gradient checkpointing (required with LoRA + DeepSpeed ZeRO).
+    - bf16 weights and compute, flash-attention 2 where it imports (else SDPA, see
+      :func:`attention_implementation`), no KV cache during training, non-reentrant gradient
+      checkpointing (required with LoRA + DeepSpeed ZeRO).
     - ``ds3_gather_for_generation`` so ZeRO-3 runs gather the weights for vLLM.
     """
     if n_gpus < 1:
@@ -43,7 +73,7 @@ def paper_trainer_overrides(
         "ds3_gather_for_generation": True,
         "model_init_kwargs": {
             "dtype": "bfloat16",
-            "attn_implementation": "flash_attention_2",
+            "attn_implementation": attention_implementation(),
             "use_cache": False,
         },
     }

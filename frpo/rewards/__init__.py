@@ -2,11 +2,17 @@
 
 from frpo.rewards.helpfulness import HelpfulnessReward
 from frpo.rewards.math import math_reward
-from frpo.rewards.safety import SafetyReward, on_main_process, paper_safety_reward
+from frpo.rewards.safety import (
+    SafetyReward,
+    local_scoring,
+    on_main_process,
+    paper_safety_reward,
+)
 
 __all__ = [
     "HelpfulnessReward",
     "SafetyReward",
+    "local_scoring",
     "math_reward",
     "on_main_process",
     "paper_safety_reward",

@@ -13,8 +13,10 @@ reward is None (TRL then leaves it out of the group's statistics) and is counted
 
 from __future__ import annotations
 
+import contextvars
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from frpo.judges.base import Judge
@@ -34,6 +36,25 @@ def prompt_text(prompt: Any) -> str:
     raise ValueError(f"prompt {prompt!r} is neither a string nor a conversation with a user turn")
 
 
+_LOCAL_ONLY = contextvars.ContextVar("frpo_local_scoring", default=False)
+
+
+@contextmanager
+def local_scoring() -> Iterator[None]:
+    """Inside this block :func:`on_main_process` scores this process's own pairs, with no
+    collective.
+
+    For work only one process does: the RL runner's held-out evaluation runs on rank 0 after the
+    other ranks have returned, where a gather would wait for ranks that are gone (a hang under
+    ZeRO-3, where rank 0 alone evaluates the gathered model).
+    """
+    token = _LOCAL_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY.reset(token)
+
+
 def on_main_process(
     score: Callable[[list[str], list[str]], list[float]],
     prompts: list[str],
@@ -43,12 +64,17 @@ def on_main_process(
 
     Under ``torch.distributed`` with several processes each rank's pairs are gathered to rank 0,
     scored there in one call (one set of API requests, one rate-limit budget), and each rank gets
-    its own slice back by broadcast. A single process just calls ``score``. Every rank must
-    call this the same number of times (it is a collective).
+    its own slice back by broadcast. A single process, or any process inside
+    :func:`local_scoring`, just calls ``score``. Otherwise every rank must call this the same
+    number of times (it is a collective).
     """
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if (
+        _LOCAL_ONLY.get()
+        or not (dist.is_available() and dist.is_initialized())
+        or dist.get_world_size() == 1
+    ):
         return list(score(prompts, completions))
     world, rank = dist.get_world_size(), dist.get_rank()
     gathered: list[Any] = [None] * world

@@ -69,18 +69,24 @@ def weights_sharded(trainer) -> bool:
 
 
 def save_trained(trainer, tokenizer, run_dir: Path, start_path: str, source=None):
-    """Save the trained model (LoRA merged) and tokenizer to ``run_dir/model``.
+    """Save the trained model (LoRA merged) and tokenizer to ``run_dir/model`` from the main
+    process; the model on the main process, None on the others.
 
     Every process of a launch calls this. Where each process holds the whole model (one process,
-    DDP, ZeRO-2), LoRA is merged in memory, the model saved, and returned (in eval mode). Under
-    DeepSpeed ZeRO-3 the weights are sharded: ``Trainer.save_model`` gathers them (collective;
-    the accelerate config sets ``zero3_save_16bit_model``) and the main process writes them; a
-    LoRA run's adapter is then merged into the start model (``start_path``, loaded as
-    ``source``'s models are) and the merged model written over it. Returns None then: nothing
-    whole is in memory; the main process can load the saved directory.
+    DDP, ZeRO-2), the main process merges LoRA in memory and saves the model; the others hold
+    the same weights and write nothing (under ZeRO-2 on 8 GPUs, 7 more copies of a 14.5 GB model
+    would go to their scratch directories). Under DeepSpeed ZeRO-3 the weights are sharded:
+    ``Trainer.save_model`` gathers them (a collective every process joins; the accelerate config
+    sets ``zero3_save_16bit_model``) and the main process writes them; a LoRA run's adapter is
+    then merged into the start model (``start_path``, loaded as ``source``'s models are) and the
+    merged model written over it. Nothing whole is in memory then: None everywhere (the main
+    process can load the saved directory).
     """
     out = Path(run_dir) / MODEL_DIR
+    main = trainer.args.should_save  # the main process (Trainer.save_model's own test)
     if not weights_sharded(trainer):
+        if not main:
+            return None
         model = trainer.model
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
@@ -88,8 +94,8 @@ def save_trained(trainer, tokenizer, run_dir: Path, start_path: str, source=None
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         return model
-    trainer.save_model(str(out))
-    if trainer.args.should_save:
+    trainer.save_model(str(out))  # collective: every process gathers its shards
+    if main:
         (out / "training_args.bin").unlink(missing_ok=True)  # Trainer's record, not the model's
         if (out / ADAPTER_CONFIG).is_file():
             from frpo.stages.sources import load_model

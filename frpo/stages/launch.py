@@ -75,6 +75,53 @@ def launched_gpus() -> int:
     return n
 
 
+def launched_processes() -> int:
+    """Processes of this launch: ``WORLD_SIZE`` under ``accelerate launch``/torchrun, else 1.
+
+    This is the number TRL and transformers multiply the per-device batch by
+    (``TrainingArguments.world_size``, the process group's size), so the runners divide a spec's
+    ``batch_size`` by it (:func:`per_process_batch`).
+    """
+    import os
+
+    n = int(os.environ.get("WORLD_SIZE") or 1)
+    if n < 1:
+        raise ValueError(f"WORLD_SIZE must be >= 1, got {n}")
+    return n
+
+
+def per_process_batch(batch_size: int, n_processes: int, what: str = "run") -> int:
+    """``batch_size / n_processes``: each process's share of a step's batch.
+
+    A spec's ``batch_size`` is the whole step (completions for RL, examples for SFT); TRL and
+    transformers take a *per-device* batch and multiply it by the number of processes
+    (GRPOConfig: ``generation_batch_size = per_device_train_batch_size * num_processes *
+    steps_per_generation``; Trainer: ``per_device * grad_accum * world_size``). ValueError, naming
+    the sizes that would work, when it does not divide.
+    """
+    if n_processes < 1:
+        raise ValueError(f"the number of processes must be >= 1, got {n_processes}")
+    if batch_size % n_processes:
+        fits = [n for n in (1, 2, 4, 8, 16) if batch_size % n == 0]
+        raise ValueError(
+            f"{what}: batch_size {batch_size} does not split over {n_processes} processes (each "
+            f"process takes batch_size / processes); use a batch_size that is a multiple of "
+            f"{n_processes}, or launch {' or '.join(map(str, fits))} processes"
+        )
+    return batch_size // n_processes
+
+
+def check_step_batch(got: int, batch_size: int, world_size: int, n_processes: int) -> None:
+    """ValueError unless the library's batch per optimizer step (``got``) is the spec's."""
+    if got != batch_size:
+        raise ValueError(
+            f"the trainer would take {got} examples a step, the spec asks for {batch_size} "
+            f"(split over {n_processes} processes; the trainer sees {world_size}): run one "
+            "process per GPU (`accelerate launch`, see frpo.stages.launch; for one GPU set "
+            "CUDA_VISIBLE_DEVICES)"
+        )
+
+
 def accelerate_config(n_gpus: int, zero: int = 2, root: Path | None = None) -> str:
     """The accelerate config (relative path) for ``n_gpus`` processes at ZeRO stage ``zero``.
 
@@ -101,8 +148,8 @@ def launch_command(
     DeepSpeed ZeRO stage ``zero`` (2, the paper's, by default; 3 where memory is short)."""
     if n_gpus < 1:
         raise ValueError(f"n_gpus must be >= 1, got {n_gpus}")
-    if getattr(spec, "batch_size", n_gpus) % n_gpus:
-        raise ValueError(f"batch_size {spec.batch_size} does not split over {n_gpus} GPUs")
+    if hasattr(spec, "batch_size"):
+        per_process_batch(spec.batch_size, n_gpus, run_name(spec))
     config = accelerate_config(n_gpus, zero)
     parts = ["accelerate", "launch", "--config_file", config]
     parts += ["-m", module_of(spec), "--spec", str(spec_file), "--profile", profile]

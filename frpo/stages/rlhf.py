@@ -11,12 +11,20 @@ directory (:mod:`frpo.stages.rundir`):
   per task, on ``n_eval`` fixed held-out prompts per task (answers sampled with a fixed seed);
   plus the last logged training values under ``frpo/train/...``.
 
+Under ``accelerate launch`` every process trains, and the main process alone saves the model and
+evaluates it, with no collective after the others have returned. Training ends by keeping its
+result beside the run (:func:`trained_path`), so an evaluation that fails never loses the trained
+model: the next attempt evaluates it without training again.
+
 CLI: ``python -m frpo.stages.rlhf --spec spec.json [--profile toy]`` (also under
 ``accelerate launch``, see :mod:`frpo.stages.launch`).
 """
 
 from __future__ import annotations
 
+import gc
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -33,7 +41,7 @@ from frpo.stages.common import (
     trainer_kwargs,
     write_rows,
 )
-from frpo.stages.rundir import run_once, write_json
+from frpo.stages.rundir import is_complete, read_json, run_once, run_path, write_json
 from frpo.stages.sampling import kl_to, sample, score
 from frpo.stages.sources import HELDOUT, check_columns, load_model, load_tokenizer, open_source
 from frpo.stages.spec import RLSpec
@@ -41,22 +49,33 @@ from frpo.stages.spec import RLSpec
 EVAL_SEED = 4321  # sampling seed of the final held-out estimates (fixed across runs)
 
 
-def build_rl_config(spec: RLSpec, out_dir: Path, n_gpus: int | None = None):
+def build_rl_config(
+    spec: RLSpec, out_dir: Path, n_gpus: int | None = None, n_processes: int | None = None
+):
     """The GRPOConfig (or FRPOConfig) of ``spec``, built without training.
+
+    ``spec.batch_size`` completions make one optimizer step across all processes: each of the
+    ``n_processes`` processes (default: this launch's, :func:`frpo.stages.launch.
+    launched_processes`) takes ``batch_size / n_processes`` (TRL's per-device batch; TRL's
+    generation batch is ``per_device_train_batch_size * num_processes * steps_per_generation``,
+    here ``batch_size``). A batch that does not divide is a ValueError.
 
     A ``hub`` source is paper scale: the config is updated with
     :func:`frpo.harness.overrides.paper_trainer_overrides` for ``n_gpus`` GPUs (default: this
     launch's, :func:`frpo.stages.launch.launched_gpus`), i.e. colocated vLLM generation, bf16,
-    flash-attention 2 and gradient checkpointing, and with
+    flash-attention 2 where it imports (else SDPA) and gradient checkpointing, and with
     ``vllm_importance_sampling_correction=False`` (FRPOTrainer refuses the correction: its loss
     has its own token ratio, see :mod:`frpo.trainer`; GRPO gets the same setting so that both
     methods sample and weight alike). ``toy`` and ``files`` sources get no override.
     """
     from trl import GRPOConfig
 
+    from frpo.stages.launch import check_step_batch, launched_processes, per_process_batch
+
+    n_processes = launched_processes() if n_processes is None else n_processes
     kw = trainer_kwargs(spec, out_dir)
     kw.update(
-        per_device_train_batch_size=spec.batch_size,
+        per_device_train_batch_size=per_process_batch(spec.batch_size, n_processes, "RL run"),
         gradient_accumulation_steps=1,
         steps_per_generation=1,
         num_generations=spec.num_generations,
@@ -75,8 +94,11 @@ def build_rl_config(spec: RLSpec, out_dir: Path, n_gpus: int | None = None):
     if spec.method == "frpo":
         from frpo.trainer import FRPOConfig
 
-        return FRPOConfig(lam=spec.lam, baseline=spec.baseline, jackknife=spec.jackknife, **kw)
-    return GRPOConfig(**kw)
+        cfg = FRPOConfig(lam=spec.lam, baseline=spec.baseline, jackknife=spec.jackknife, **kw)
+    else:
+        cfg = GRPOConfig(**kw)
+    check_step_batch(cfg.generation_batch_size, spec.batch_size, cfg.world_size, n_processes)
+    return cfg
 
 
 def trainer_class(spec: RLSpec):
@@ -144,8 +166,35 @@ def held_out_metrics(backend, model, start, ref, tokenizer, tasks, n, max_new, p
     return out
 
 
+TRAINED_METRICS = "train_metrics.json"
+"""Written last into a kept trained model's directory (:func:`trained_path`)."""
+
+
+def trained_path(spec: RLSpec, profile: str) -> Path:
+    """Where the trained model of ``spec``'s run is kept until the run is complete:
+    ``.trained-<run_name>`` beside the run directory (:func:`frpo.stages.rundir.run_path`).
+
+    Training ends by linking the model, curves and trajectory there (built under a temporary
+    name, renamed into place, ``train_metrics.json`` inside), before the held-out evaluation
+    starts. An evaluation that fails thus leaves the trained model in place (the run directory
+    being built is deleted, this one is not), and the next attempt evaluates it instead of
+    training again. It is removed once the run is complete.
+    """
+    final = run_path(spec, profile)
+    return final.with_name(f".trained-{final.name}")
+
+
+def is_trained(path: Path) -> bool:
+    """A kept training result counts only once its ``train_metrics.json`` is there."""
+    return (Path(path) / TRAINED_METRICS).is_file()
+
+
 def run_rl(spec: RLSpec, profile: str = "toy") -> Path:
-    """Run ``spec`` unless its run is complete; the run directory either way."""
+    """Run ``spec`` unless its run is complete; the run directory either way.
+
+    Under ``accelerate launch`` every process trains; the main process alone saves the model
+    and evaluates it (:func:`_run`).
+    """
     if not isinstance(spec, RLSpec):
         raise ValueError(f"run_rl needs an RLSpec, got {type(spec).__name__}")
     from frpo.stages.sources import check_tasks
@@ -155,16 +204,85 @@ def run_rl(spec: RLSpec, profile: str = "toy") -> Path:
     if spec.track is not None:
         check_tasks(backend, spec.track.tasks)
     start_path = model_path_of(spec, profile)
-    return run_once(spec, profile, lambda tmp: _train(spec, backend, start_path, tmp))
+    kept = trained_path(spec, profile)
+    path = run_once(spec, profile, lambda tmp: _run(spec, backend, start_path, tmp, kept))
+    if is_complete(path) and _main_process():
+        shutil.rmtree(kept, ignore_errors=True)
+    return path
 
 
-def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
+def _main_process() -> bool:
+    """Rank 0 of a launch (``RANK`` unset or 0): the process that writes the run directory, as
+    :func:`frpo.stages.rundir.run_once` decides."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _run(spec: RLSpec, backend, start_path: str, tmp: Path, kept: Path) -> dict:
+    """Train into ``tmp`` and keep the result at ``kept`` (unless a previous attempt did), then
+    evaluate on the main process; the other processes return ``{}`` after training."""
+    if is_trained(kept):  # an earlier attempt trained, then its evaluation failed
+        if not _main_process():
+            return {}
+        _link_tree(kept, tmp, skip={TRAINED_METRICS})
+    else:
+        trained = _train(spec, backend, start_path, tmp)
+        if trained is None:  # not the main process: it trained along and wrote nothing
+            return {}
+        _keep(tmp, kept, trained)
+    gc.collect()  # the trainer (policy, optimizer, generation engine) is gone: free its memory
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    metrics = read_json(kept / TRAINED_METRICS)
+    try:
+        metrics.update(_evaluate(spec, backend, start_path, tmp))
+    except Exception as exc:
+        exc.add_note(
+            f"the trained model is kept in {kept}: running the same spec again evaluates it "
+            "without training"
+        )
+        raise
+    return metrics
+
+
+def _keep(tmp: Path, kept: Path, train_metrics: dict) -> None:
+    """Hard-link ``tmp``'s training artefacts to ``kept`` (built aside, renamed into place)."""
+    partial = kept.with_name(kept.name + ".partial")  # only rank 0, under the run's lock, builds
+    shutil.rmtree(partial, ignore_errors=True)
+    _link_tree(tmp, partial, skip={"spec.json"})
+    write_json(partial / TRAINED_METRICS, train_metrics)
+    shutil.rmtree(kept, ignore_errors=True)
+    os.rename(partial, kept)
+
+
+def _link_tree(src: Path, dst: Path, skip: set[str]) -> None:
+    """Every file under ``src`` (but the top-level names in ``skip``) hard-linked under ``dst``
+    (copied where the file system has no hard links): no second copy of a model on disk."""
+
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in sorted(Path(src).iterdir()):
+        if item.name in skip:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dst / item.name, copy_function=link, dirs_exist_ok=True)
+        else:
+            link(item, dst / item.name)
+
+
+def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict | None:
+    """Train on every process; the main process writes ``model/``, curves and trajectory to
+    ``tmp`` and gets the training metrics, the others get None."""
     from frpo.stages.tracking import TrajectoryCallback
 
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(start_path)
     # paper scale: TRL loads the policy (and pi_ref for the KL) from the path itself, with the
-    # config's model_init_kwargs (bf16, flash-attention 2); a loaded model would ignore them
+    # config's model_init_kwargs (bf16, flash-attention 2 or SDPA); a loaded model ignores them
     model = start_path if spec.source.kind == "hub" else load_model(start_path)
     ref_path = str(backend.base_model_path())
     callbacks = []
@@ -187,22 +305,35 @@ def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
         callbacks=callbacks,
     )
     trainer.train()
+    save_trained(trainer, tokenizer, tmp, start_path, spec.source)  # ZeRO-3: a collective
+    if not trainer.args.should_save:
+        return None
     history = trainer.state.log_history
     save_curves(history, tmp)
-    final = save_trained(trainer, tokenizer, tmp, start_path, spec.source)
     drop_trainer_dir(tmp / "trainer")
-    metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
-    if final is None:  # ZeRO-3: the main process evaluates the gathered model, the others stop
-        if not trainer.args.should_save:
-            return metrics
-        final = load_model(str(tmp / MODEL_DIR), source=spec.source).eval()
     if callbacks:
         write_rows(callbacks[0].rows, tmp / "trajectory.csv")
         write_json(tmp / "trajectory.json", callbacks[0].rows)
+    metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
+    metrics["frpo/steps"] = trainer.state.global_step
+    return metrics
+
+
+def _evaluate(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
+    """Held-out rewards and KLs of the model saved in ``tmp/model``, on this process alone.
+
+    The other processes of a launch have returned by now, so nothing here may wait for them:
+    rewards that gather onto rank 0 score locally (:func:`frpo.rewards.safety.local_scoring`).
+    """
+    from frpo.rewards.safety import local_scoring
+
+    tokenizer = load_tokenizer(start_path)
+    final = load_model(str(tmp / MODEL_DIR), source=spec.source).eval()
+    ref_path = str(backend.base_model_path())
     ref = load_model(ref_path, source=spec.source)
     start = ref if spec.parent is None else load_model(start_path, source=spec.source)
-    metrics.update(
-        held_out_metrics(
+    with local_scoring():
+        return held_out_metrics(
             backend,
             final,
             start,
@@ -213,9 +344,6 @@ def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
             spec.max_completion_length,
             "frpo/final",
         )
-    )
-    metrics["frpo/steps"] = trainer.state.global_step
-    return metrics
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -13,6 +13,15 @@ after the backward pass, so the optimizer steps from theta). It is done per micr
 gradient accumulation each micro-batch ascends along its own gradient. With several processes
 each process ascends along its local gradient (the ascent pass bypasses the DDP wrapper); the
 descent gradients are averaged as usual. The ascent pass's logged metrics are discarded.
+
+Under DeepSpeed the optimizer step happens *inside* the backward pass: accelerate's
+``DeepSpeedEngineWrapper.backward`` runs ``engine.backward(loss)`` then ``engine.step()`` at an
+accumulation boundary, and the optimizer's own ``step`` is a no-op. Restoring theta after
+``training_step`` would then undo the step just taken (and under ZeRO-2 the model's bf16 weights
+would stay theta for good while the fp32 master copy moves). So under DeepSpeed theta is put
+back between the engine's backward and its step: the step starts from theta with the gradient
+at theta + e, as without DeepSpeed. ZeRO-3 (parameters sharded, so the ascent pass cannot
+perturb them) is refused.
 """
 
 from __future__ import annotations
@@ -42,6 +51,12 @@ class SAMGRPOTrainer(GRPOTrainer):
         if sam_rho <= 0:
             raise ValueError(f"sam_rho must be > 0, got {sam_rho}")
         super().__init__(*args, **kwargs)
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None and plugin.zero_stage == 3:
+            raise ValueError(
+                "grpo_sam cannot run under DeepSpeed ZeRO-3: the parameters are sharded, so the "
+                "ascent step cannot perturb them; launch it with ZeRO-2 (--zero 2)"
+            )
         self.sam_rho = sam_rho
         self._sam_shift: list[tuple[torch.nn.Parameter, torch.Tensor]] = []  # (param, theta)
 
@@ -69,10 +84,34 @@ class SAMGRPOTrainer(GRPOTrainer):
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        engine = self._deepspeed_engine()
+        if engine is not None:  # restore theta after the engine's backward, before its step
+            engine_step = engine.step
+
+            def step_from_theta(*args, **kwargs):
+                self._restore_theta()
+                return engine_step(*args, **kwargs)
+
+            engine.step = step_from_theta
         try:
             return super().training_step(model, inputs, num_items_in_batch)
         finally:
-            with torch.no_grad():
-                for p, theta in self._sam_shift:
-                    p.copy_(theta)  # exactly theta again, not theta + e - e
-            self._sam_shift = []
+            if engine is not None:
+                del engine.step  # the instance attribute: the engine's own method again
+            self._restore_theta()  # no step was taken (no DeepSpeed, or not at a boundary)
+
+    def _restore_theta(self) -> None:
+        """Put back the weights saved before the perturbation (exactly theta, not theta + e - e)."""
+        with torch.no_grad():
+            for p, theta in self._sam_shift:
+                p.copy_(theta)
+        self._sam_shift = []
+
+    def _deepspeed_engine(self):
+        """The DeepSpeed engine whose ``backward`` steps (None without DeepSpeed): the branch
+        accelerate's ``Accelerator.backward`` takes."""
+        from accelerate.utils import DistributedType
+
+        if self.accelerator.distributed_type != DistributedType.DEEPSPEED:
+            return None
+        return self.accelerator.deepspeed_engine_wrapped.engine

@@ -95,35 +95,94 @@ def _cut_at_eos(row: list[int], eos: int | None) -> list[int]:
     return row
 
 
+LOGIT_BUDGET = 2**26
+"""Logits one forward may return (elements): 128 MB in bf16. A paper-scale answer (2k tokens,
+V = 32k-152k) fits one row at a time; the toy models take whole batches."""
+CHUNK_BUDGET = 2**24
+"""Logits upcast to fp32 at once in the log-prob reduction (elements): 64 MB."""
+
+
 @torch.no_grad()
 def completion_logps(
-    model, prompt_ids: list[list[int]], completion_ids: list[list[int]], batch_size: int = 64
+    model,
+    prompt_ids: list[list[int]],
+    completion_ids: list[list[int]],
+    batch_size: int = 64,
+    logit_budget: int = LOGIT_BUDGET,
+    chunk_budget: int = CHUNK_BUDGET,
 ) -> list[torch.Tensor]:
-    """Per-token log-probabilities (float64, shape (|y_i|,)) of each completion under ``model``."""
+    """Per-token log-probabilities log p(y_t | x, y_<t) of each completion under ``model``
+    (shape (|y_i|,), computed in fp32, returned as float64 for exact sums downstream).
+
+    Memory stays bounded at any vocabulary and length: prompts are left-padded and completions
+    right-padded, so every completion starts at the same column and the model computes logits
+    for the last ``C + 1`` columns only (``logits_to_keep``, C the longest completion of the
+    group; explicit ``position_ids`` make the padding invisible); at most ``batch_size`` rows and
+    ``logit_budget`` logits go through one forward; and each target's log-prob is taken as
+    ``logit[y] - logsumexp(logits)`` in fp32, ``chunk_budget`` logits at a time. No (B, L, V)
+    tensor and no float64 vocabulary tensor is ever built.
+    """
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out: list[torch.Tensor] = []
-    for start in range(0, len(prompt_ids), batch_size):
-        ps = prompt_ids[start : start + batch_size]
-        cs = completion_ids[start : start + batch_size]
-        seqs = [p + c for p, c in zip(ps, cs, strict=True)]
-        width = max(len(s) for s in seqs)
-        ids = torch.zeros((len(seqs), width), dtype=torch.long)  # (B, L) right-padded
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logp = torch.log_softmax(logits.double(), dim=-1)  # (B, L, V)
-        for i, (p, c) in enumerate(zip(ps, cs, strict=True)):
-            if not c:
-                out.append(torch.zeros(0, dtype=torch.float64))
-                continue
-            pos = torch.arange(len(p) - 1, len(p) + len(c) - 1, device=logp.device)  # (|y|,)
-            tok = torch.tensor(c, device=logp.device)
-            out.append(logp[i, pos, tok].cpu())
+    head = model.get_output_embeddings()
+    vocab = head.weight.shape[0] if head is not None else model.config.vocab_size
+    out: list[torch.Tensor] = [torch.zeros(0, dtype=torch.float64)] * len(prompt_ids)
+    todo = [i for i, c in enumerate(completion_ids) if c]
+    start = 0
+    while start < len(todo):
+        rows = _rows_within_budget(todo[start:], completion_ids, batch_size, logit_budget, vocab)
+        start += len(rows)
+        ps = [prompt_ids[i] for i in rows]
+        cs = [completion_ids[i] for i in rows]
+        width_p, width_c = max(map(len, ps)), max(map(len, cs))
+        ids = torch.zeros((len(rows), width_p + width_c), dtype=torch.long)  # (b, P + C)
+        mask = torch.zeros_like(ids)
+        for j, (p, c) in enumerate(zip(ps, cs, strict=True)):
+            ids[j, width_p - len(p) : width_p + len(c)] = torch.tensor(p + c)
+            mask[j, width_p - len(p) : width_p + len(c)] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (b, P + C): 0 at each first real token
+        logits = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            logits_to_keep=width_c + 1,
+        ).logits[:, -(width_c + 1) : -1]  # (b, C, V): column t predicts completion token t
+        targets = ids[:, width_p:].to(logits.device)  # (b, C)
+        logps = target_logps(logits, targets, chunk_budget)  # (b, C) fp32
+        for j, (i, c) in enumerate(zip(rows, cs, strict=True)):
+            out[i] = logps[j, : len(c)].double().cpu()
+        del logits
     model.train(was_training)
+    return out
+
+
+def _rows_within_budget(todo, completion_ids, batch_size, logit_budget, vocab) -> list[int]:
+    """The longest prefix of ``todo`` (at least one row) whose logits fit the budget."""
+    rows, width = [], 0
+    for i in todo[:batch_size]:
+        w = max(width, len(completion_ids[i]))
+        if rows and (len(rows) + 1) * (w + 1) * vocab > logit_budget:
+            break
+        rows.append(i)
+        width = w
+    return rows
+
+
+def target_logps(logits: torch.Tensor, targets: torch.Tensor, chunk_budget: int) -> torch.Tensor:
+    """log softmax(logits)[..., target] in fp32: (b, C, V), (b, C) -> (b, C).
+
+    ``logit[y] - logsumexp(logit)`` over chunks of positions, each upcast to fp32 on its own.
+    """
+    b, n, v = logits.shape
+    step = max(1, chunk_budget // max(1, b * v))
+    out = torch.empty((b, n), dtype=torch.float32, device=logits.device)
+    for s in range(0, n, step):
+        x = logits[:, s : s + step].float()  # (b, k, V)
+        picked = x.gather(-1, targets[:, s : s + step, None]).squeeze(-1)  # (b, k)
+        out[:, s : s + step] = picked - torch.logsumexp(x, dim=-1)
     return out
 
 

@@ -83,26 +83,46 @@ def sft_dataset(backend, spec: SFTSpec, model, tokenizer):
 PAPER_SFT_KEYS = ("bf16", "gradient_checkpointing", "gradient_checkpointing_kwargs")
 
 
-def build_sft_config(spec: SFTSpec, out_dir: Path):
+def build_sft_config(spec: SFTSpec, out_dir: Path, n_processes: int | None = None):
     """The SFTConfig of ``spec``, built without training.
 
+    ``spec.batch_size`` examples make one optimizer step across all processes: each of the
+    ``n_processes`` processes (default: this launch's, :func:`frpo.stages.launch.
+    launched_processes`) takes ``batch_size / n_processes`` (transformers' step is
+    ``per_device_train_batch_size * gradient_accumulation_steps * world_size``).
+
     A ``hub`` source (paper scale) takes the non-vLLM part of
-    :func:`frpo.harness.overrides.paper_trainer_overrides` (bf16, non-reentrant gradient
-    checkpointing, and ``model_init_kwargs``: bf16 weights, flash-attention 2, no KV cache); the
-    trainer then loads the model from its path with those. ``toy``/``files``: no override.
+    :func:`frpo.harness.overrides.paper_trainer_overrides`: bf16 autocast, non-reentrant gradient
+    checkpointing, and ``model_init_kwargs`` (the attention implementation, no KV cache); the
+    trainer then loads the model from its path with those. The weights are loaded in bf16 for
+    LoRA (PEFT keeps the adapter in fp32) and in **fp32 for full fine-tuning**, so AdamW updates
+    fp32 master weights under bf16 autocast: at the paper's lr 1e-6 an update of bf16 weights
+    (8 mantissa bits, a step of ~2^-8 of the weight) rounds away. ``toy``/``files``: no override.
     """
     from trl import SFTConfig
 
+    from frpo.stages.launch import check_step_batch, launched_processes, per_process_batch
+
+    n_processes = launched_processes() if n_processes is None else n_processes
     kw = trainer_kwargs(spec, out_dir)
-    kw.update(per_device_train_batch_size=spec.batch_size, max_length=spec.max_length)
+    kw.update(
+        per_device_train_batch_size=per_process_batch(spec.batch_size, n_processes, "SFT run"),
+        max_length=spec.max_length,
+    )
     kw["packing"] = False
     if spec.source.kind == "hub":
         from frpo.harness.overrides import paper_trainer_overrides
 
         paper = paper_trainer_overrides(1)  # n_gpus only checks vLLM's tensor parallelism
         kw.update({k: paper[k] for k in PAPER_SFT_KEYS})
-        kw["model_init_kwargs"] = paper["model_init_kwargs"]
-    return SFTConfig(**kw)
+        init = dict(paper["model_init_kwargs"])
+        if spec.lora_rank == 0:  # full fine-tuning: fp32 master weights, bf16 autocast
+            init["dtype"] = "float32"
+        kw["model_init_kwargs"] = init
+    cfg = SFTConfig(**kw)
+    step = cfg.train_batch_size * cfg.gradient_accumulation_steps * cfg.world_size
+    check_step_batch(step, spec.batch_size, cfg.world_size, n_processes)
+    return cfg
 
 
 def run_sft(spec: SFTSpec, profile: str = "toy") -> Path:
