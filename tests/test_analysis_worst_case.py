@@ -170,3 +170,25 @@ def test_primal_pulls_an_overshooting_solution_into_the_ball():
         assert value == pytest.approx(robust_reward(r, rho)[0], rel=1e-8)
         kl = np.mean(np.sum(np.where(q > 0, q * np.log(q * 6), 0.0), axis=-1))
         assert kl <= rho * (1 + 1e-12)
+
+
+def test_measure_model_on_the_smoke_base_model(world):
+    import torch
+
+    from frpo.stages.sampling import sample, score
+    from frpo.stages.sources import HELDOUT, load_model, load_tokenizer
+    from frpo.stages.spec import Source
+
+    torch.set_num_threads(1)
+    path = world.base_model_path()
+    m = wc.measure_model(world, path, Source(kind="toy", size="smoke"), 6, 3, 8, seed=5)
+    r = np.asarray(m["rewards"])
+    assert r.shape == (6, 3) and np.all((0 <= r) & (r <= 1))
+    data = world.dataset("safety", HELDOUT, 6)
+    assert m["category"] == data["category"]
+    p = wc.class_probs(m["exact"])
+    assert p.shape == (6, 4) and np.allclose(p.sum(-1), 1.0)
+    # the same answers and rewards as the runners' own estimator with the same seed
+    rep = data.select([i for i in range(6) for _ in range(3)])
+    samples = sample(load_model(str(path)), load_tokenizer(str(path)), rep["prompt"], 8, seed=5)
+    assert r.mean() == pytest.approx(score(world.reward_funcs("safety"), rep, samples)["total"])

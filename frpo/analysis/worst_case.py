@@ -39,6 +39,9 @@ import numpy as np
 
 from frpo.theory import robust_reward
 
+MEASURE_VERSION = 1
+"""Enters the cache name of every measurement (:func:`measured_runs`): bump it when what
+:func:`measure_model` computes changes, so no stale measurement is read back."""
 CLASSES = ("refusal", "comply", "refuse_then_comply", "other")
 """The answer classes of :mod:`frpo.toyworld.exact`, in the column order of the class tables."""
 MASS_KEYS = tuple(f"{c}_mass" for c in CLASSES)
@@ -215,7 +218,7 @@ def measured_runs(specs: Mapping, profile: str, cache_dir, n_prompts, n_samples,
     dirs = dict(zip(specs, run_sweep(list(specs.values()), profile), strict=True))
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tag = f"p{n_prompts}-k{n_samples}-t{max_new}-s{seed}"
+    tag = f"v{MEASURE_VERSION}-p{n_prompts}-k{n_samples}-t{max_new}-s{seed}"
     out = {}
     for key, spec in specs.items():
         path = cache_dir / f"{run_name(spec)}-{tag}.json"
