@@ -24,7 +24,10 @@ that is constant on each class the dual ``-lam log E_pi exp(-r/lam)`` depends on
 through the class probabilities. So the dual on the class table with every bounded class at its
 lower reward is a lower bound (``exact_lo``) on the model's true worst case over the ball of whole
 answers, and at its upper reward an upper bound (``exact_hi``). No sampling noise; the only
-approximation is the width of the bracket (the mass on bounded classes).
+approximation is the width of the bracket (the mass on bounded classes). One difference from the
+sampled table: the classes are of the model's whole, untruncated answers, while sampled answers are
+cut at ``max_new_tokens`` as the stage-1 trainer cuts them (at 12 tokens only a
+refuse-then-comply answer, 15 words, is cut, and its mass is small: ~1e-7 in the toy base model).
 
 **The rho a lam targets** (Remark 3.3): ``lam* = std / sqrt(2 rho)``, inverted, ``rho(lam) =
 std^2 / (2 lam^2)``, with ``std`` the within-prompt reward std ``sqrt(E_x Var(r | x))`` (the
