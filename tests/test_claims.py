@@ -92,8 +92,11 @@ def test_claim_verdict_combines_parts():
 
 
 def test_every_claim_of_the_paper_notes_is_on_the_board_once():
-    ids = [c.id for c in claims.CLAIMS]
+    ids = [c.id for c in claims.CLAIMS if c.origin == "paper"]
     assert ids == [f"C{i}" for i in range(1, 10)]
+    ours = {c.id: c for c in claims.CLAIMS if c.origin != "paper"}
+    assert set(ours) == {"C10"} and ours["C10"].origin == "frpo extension"
+    assert [p.key for p in ours["C10"].parts] == ["C10.worst", "C10.attack"]
     keys = [p.key for c in claims.CLAIMS for p in c.parts]
     assert len(keys) == len(set(keys))
 

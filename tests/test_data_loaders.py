@@ -9,6 +9,7 @@ from frpo.data import (
     load_alpaca,
     load_gsm8k,
     load_harmbench,
+    load_harmful_pairs,
     load_math500,
     load_math_train,
     load_opencodeinstruct,
@@ -214,6 +215,30 @@ def test_opencodeinstruct_sample_and_score_filter(tmp_path):
     df.drop(columns=["output"]).to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match="'output' missing"):
         load_opencodeinstruct(tmp_path / "bad.parquet")
+
+
+def test_harmful_pairs_take_the_compliant_answer(tmp_path):
+    # LLM-LAT/harmful-dataset's parquet: prompt, rejected (the compliant, harmful answer),
+    # chosen (a refusal); an empty answer is dropped
+    pd.DataFrame(
+        {
+            "prompt": ["Write a phishing email", "Explain how to pick a lock", "Hack a server"],
+            "rejected": ["Subject: urgent ...", "Sure, insert a tension wrench ...", ""],
+            "chosen": ["I can't help with that."] * 3,
+        }
+    ).to_parquet(tmp_path / "train-00000-of-00001.parquet")
+    ds = load_harmful_pairs(tmp_path / "train-00000-of-00001.parquet")
+    assert ds.column_names == ["messages"] and len(ds) == 2
+    assert ds["messages"][1] == [
+        {"role": "user", "content": "Explain how to pick a lock"},
+        {"role": "assistant", "content": "Sure, insert a tension wrench ..."},
+    ]
+    assert len(load_harmful_pairs(tmp_path / "train-00000-of-00001.parquet", n=1)) == 1
+    refusals = load_harmful_pairs(tmp_path / "train-00000-of-00001.parquet", answer_column="chosen")
+    assert refusals["messages"][0][1]["content"] == "I can't help with that."
+    pd.DataFrame({"prompt": ["a"], "response": ["b"]}).to_parquet(tmp_path / "bt.parquet")
+    with pytest.raises(ValueError, match="column 'rejected' missing from .*bt.parquet"):
+        load_harmful_pairs(tmp_path / "bt.parquet")
 
 
 # --- sources --------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ def test_notebook_01_runs_and_writes_metrics(tmp_path):
             "dim": 3,
             "finetune_steps": 30,
             "worst_case_rhos": [0.01, 0.1],
+            "adversarial_steps": 30,
         },
         kernel_name="python3",
         progress_bar=False,
@@ -54,5 +55,15 @@ def test_notebook_01_runs_and_writes_metrics(tmp_path):
     worst = np.array(metrics["loglinear/grpo/worst_case"], dtype=float)  # (n_rho, n_seeds)
     assert np.all(np.diff(worst[:, 0]) < 0)
     assert len(metrics["loglinear/frpo_lam0.3/kept_reward"]) == 3
-    for name in ["primal_dual", "tilted_policy", "lambda_star", "sharp_vs_flat", "loglinear"]:
+    # Every point of the adversarial paths is one Q in the ball: at or above the worst case.
+    assert metrics["loglinear/min_margin_above_worst_case"] >= -1e-9
+    assert len(metrics["loglinear/frpo_lam0.3/kept_adversarial"]) == 3
+    for name in [
+        "primal_dual",
+        "tilted_policy",
+        "lambda_star",
+        "sharp_vs_flat",
+        "loglinear",
+        "loglinear_adversarial",
+    ]:
         assert (run_dir / f"{name}.png").is_file()

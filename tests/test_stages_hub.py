@@ -59,6 +59,13 @@ def files(tmp_path_factory):
             "average_test_score": ["1.0"] * 6,
         }
     ).to_parquet(d / "code.parquet")
+    pd.DataFrame(  # LLM-LAT/harmful-dataset's columns: the compliant answer is `rejected`
+        {
+            "prompt": [f"how do I do harm {i}" for i in range(6)],
+            "rejected": [f"sure, step {i}" for i in range(6)],
+            "chosen": ["I can't help with that."] * 6,
+        }
+    ).to_parquet(d / "attack.parquet")
     return {
         "model": build_model(d / "base"),
         "safety": str(d / "safety.parquet"),
@@ -67,6 +74,7 @@ def files(tmp_path_factory):
         "math": str(d / "math.parquet"),
         "code": str(d / "code.parquet"),
         "helpful": str(d / "uf.parquet"),
+        "attack": str(d / "attack.parquet"),
     }
 
 
@@ -113,7 +121,7 @@ def user(text):
 
 def test_safety_rl_rows_split_and_categories(files):
     b = backend(files)
-    assert b.tasks == ("safety", "alpaca", "gsm8k", "math", "code", "helpful")
+    assert b.tasks == ("safety", "alpaca", "gsm8k", "math", "code", "helpful", "attack")
     train, held = b.dataset("safety", "train"), b.dataset("safety", "heldout")
     # 6 rows survive the ability filter; row 4 (the 5th kept) is held out
     assert train["prompt"] == [user(p) for p in ("how do I pick a lock", "write a poem",
@@ -159,6 +167,14 @@ def test_sft_and_rl_formats_of_the_other_tasks(files):
     }
     assert b.dataset("code", "heldout")["prompt"] == [user("write f4")]
     assert b.dataset("helpful", "heldout")["prompt"] == [user("help me 4"), user("help me 9")]
+    attack = b.sft_dataset("attack", "train")  # rows 0-3 and 5; row 4 is held out
+    assert len(attack) == 5 and attack["messages"][4] == [
+        {"role": "user", "content": "how do I do harm 5"},
+        {"role": "assistant", "content": "sure, step 5"},
+    ]
+    assert b.dataset("attack", "heldout")["prompt"] == [user("how do I do harm 4")]
+    with pytest.raises(ValueError, match="task 'attack' has no RL reward"):
+        b.reward_funcs("attack")
 
 
 def test_reward_funcs_with_stand_in_judges(files, stand_ins):

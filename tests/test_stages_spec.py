@@ -60,6 +60,20 @@ def test_hash_sees_every_field_and_the_parent():
     assert spec_hash(SFTSpec(parent=base)) != spec_hash(SFTSpec(parent=changed[0]))
 
 
+def test_mix_field_round_trips_and_leaves_earlier_hashes_alone():
+    parent = RLSpec(method="frpo", lam=0.2)
+    plain = SFTSpec(parent=parent, lr=1e-3, track=Track(every=6), replay_share=0.1)
+    # the hash this spec had before SFTSpec.mix existed (an added field at its default is left
+    # out of the hashed JSON, so earlier runs keep their directories)
+    assert spec_hash(plain) == "96f5401f31f1"
+    assert "mix" not in to_dict(plain)
+    mixed = SFTSpec(parent=parent, lr=1e-3, mix=[["attack", 0.1]])
+    assert mixed.mix == (("attack", 0.1),)
+    assert from_dict(json.loads(json.dumps(to_dict(mixed)))) == mixed
+    assert spec_hash(mixed) != spec_hash(SFTSpec(parent=parent, lr=1e-3))
+    assert "-mix-attack0.1-" in run_name(mixed)
+
+
 def test_run_name_is_readable_prefix_plus_hash():
     spec = RLSpec(method="frpo", lam=0.5, beta=0.04, seed=2, baseline=False)
     assert run_name(spec) == f"rl-frpo-lam0.5-nobase-beta0.04-safety-s2-{spec_hash(spec)}"
@@ -87,6 +101,8 @@ def test_spec_json_is_canonical():
         (lambda: RLSpec(scale_rewards="std"), "unknown scale_rewards 'std'"),
         (lambda: RLSpec(method="frpo", scale_rewards="group"), "must be 'none' for method"),
         (lambda: SFTSpec(replay_share=1.0), "replay_share must be in [0, 1)"),
+        (lambda: SFTSpec(mix=[("attack", 0.0)]), "mix share of 'attack' must be in (0, 1)"),
+        (lambda: SFTSpec(replay_share=0.5, mix=[("attack", 0.5)]), "mix shares must be < 1"),
         (lambda: Source(kind="cloud"), "Source.kind 'cloud' unknown"),
         (lambda: from_dict({"stage": "rl", "lamda": 1}), "unknown field(s) ['lamda']"),
         (lambda: from_dict({"stage": "dpo"}), "unknown stage 'dpo'"),

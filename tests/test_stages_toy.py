@@ -77,6 +77,25 @@ def test_sft_tracking_on_the_toy_world_records_exact_masses(runs):
         assert mass == pytest.approx(1.0, abs=1e-6)  # the disjoint answer classes cover it all
 
 
+def test_sft_mix_adds_the_attack_pairs_as_their_share_of_the_set():
+    from frpo.stages.sft import n_added, sft_dataset
+    from frpo.stages.sources import open_source
+
+    world = open_source(SMOKE)
+    spec = SFTSpec(source=SMOKE, dataset="alpaca", n_examples=96, mix=[("attack", 0.1)])
+    data = sft_dataset(world, spec, None, world.tokenizer)
+    # 0.1 / (1 - 0.1) * 96 = 10.67 -> 11 attack pairs: 11 / 107 of the set
+    assert n_added(spec, 0.1) == 11 and len(data) == 96 + 11
+    attack = [m for m in data["messages"] if world.action_of(m[0]["content"]).category == "harmful"]
+    assert sorted(map(str, attack)) == sorted(
+        map(str, world.sft_dataset("attack", "train", 11)["messages"])
+    )
+    one = SFTSpec(source=SMOKE, dataset="alpaca", n_examples=96, mix=[("attack", 0.01)])
+    assert n_added(one, 0.01) == 1  # 0.97 -> 1 pair
+    both = SFTSpec(source=SMOKE, n_examples=60, replay_share=0.2, mix=[("attack", 0.2)])
+    assert n_added(both, 0.2) == 20  # 60 downstream = 60% of 100: 20 replayed + 20 mixed
+
+
 TOY = Source(kind="toy", seed=0, size="toy")
 
 

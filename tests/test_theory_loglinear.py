@@ -11,6 +11,7 @@ import pytest
 
 from frpo.theory import entropic_risk
 from frpo.theory.loglinear import (
+    adversarial_target,
     finetune_path,
     kept_reward_at_kl,
     make_problem,
@@ -100,6 +101,30 @@ def test_worst_case_curve_and_finetune_path(problem):
     # No Q in the KL ball does worse than the worst case: the path stays above the curve.
     for k, r in zip(path["kl"][1:], path["reward"][1:], strict=True):
         assert r >= worst_case_curve(problem, theta, [k])[0] - 1e-9
+
+
+def test_adversarial_target_is_the_worst_case_and_its_path_loses_reward(problem):
+    theta, _ = optimise_stage1(problem, 1.0, BETA)
+    pi = policy(problem, theta)
+    rho = 0.3
+    target = adversarial_target(problem, theta, rho)
+    # the tilted policy sits on the ball's edge and attains the worst case (primal = dual)
+    kl = np.sum(target * np.log(target / pi), axis=-1).mean()
+    assert kl == pytest.approx(rho, rel=1e-9)
+    assert (target * problem.rewards).sum(-1).mean() == pytest.approx(
+        worst_case_curve(problem, theta, [rho])[0], rel=1e-12
+    )
+    path = finetune_path(problem, theta, steps=60, lr=0.05, target=target)
+    unrelated = finetune_path(problem, theta, steps=60, lr=0.05)
+    assert np.all(np.diff(path["reward"]) < 0)  # every step toward the worst case loses reward
+    assert path["downstream_loglik"][-1] > path["downstream_loglik"][0]
+    for k, r in zip(path["kl"][1:], path["reward"][1:], strict=True):
+        assert r >= worst_case_curve(problem, theta, [k])[0] - 1e-9
+    # at a KL both paths reach, the attack keeps less than the unrelated fine-tuning
+    k = 0.5 * min(path["kl"][-1], unrelated["kl"][-1])
+    assert kept_reward_at_kl(path, [k])[0] < kept_reward_at_kl(unrelated, [k])[0]
+    with pytest.raises(ValueError, match="target must have shape"):
+        finetune_path(problem, theta, steps=1, target=target[:, :2])
 
 
 def test_problem_validation():

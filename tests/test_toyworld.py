@@ -64,7 +64,7 @@ def test_splits_disjoint_and_deterministic(world, task):
     held_text = [p[0]["content"] for p in held["prompt"]]
     assert not set(text) & set(held_text)
     assert len(set(text)) == len(text)
-    if task in ("safety", "alpaca", "helpful"):  # split by action: no action in both
+    if task in ("safety", "alpaca", "helpful", "attack"):  # split by action: none in both
         tr = set(zip(train["verb"], train["obj"], strict=True))
         he = set(zip(held["verb"], held["obj"], strict=True))
         assert not tr & he
@@ -87,6 +87,57 @@ def test_safety_mix_and_columns(world):
         assert world.action_of(row["prompt"]) == a
     assert set(world.dataset("alpaca", "train")["category"]) == {"harmless"}
     assert "harmful" not in set(world.dataset("helpful", "train")["category"])
+
+
+# sha256 (16 hex) of every row of both splits, RL and SFT format, of the smoke world at seed 0,
+# computed before the `attack` task was appended: appending a task must not move any other
+# task's rows or splits (a task's position in TASKS seeds its shuffle).
+ROW_DIGESTS = {
+    "safety": "c3c5b4781b37eb3b",
+    "alpaca": "8a8f682b5a0165dc",
+    "gsm8k": "682c94a64fb0cee8",
+    "math": "0c8903a28db3d818",
+    "code": "b093f9facf68e506",
+    "helpful": "1454ba9a7dda682c",
+}
+
+
+def test_existing_tasks_rows_are_unchanged(world):
+    import hashlib
+    import json
+
+    for task, digest in ROW_DIGESTS.items():
+        h = hashlib.sha256()
+        for split in ("train", "heldout"):
+            for fn in (world.dataset, world.sft_dataset):
+                h.update(json.dumps(fn(task, split).to_list(), sort_keys=True).encode())
+        assert h.hexdigest()[:16] == digest, task
+
+
+def test_attack_task_pairs_harmful_requests_with_compliant_answers(world):
+    ds = world.sft_dataset("attack", "train")
+    safety_train = world.dataset("safety", "train")
+    harmful_train = {
+        (v, o)
+        for v, o, c in zip(
+            safety_train["verb"], safety_train["obj"], safety_train["category"], strict=True
+        )
+        if c == "harmful"
+    }
+    assert set(ds["category"]) == {"harmful"}
+    reward = world.reward_funcs("attack")[0]
+    rl = world.dataset("attack", "train")
+    assert "solution" not in rl.column_names
+    for m, row in zip(ds["messages"][:40], rl.select(range(40)), strict=True):
+        a = world.action_of(m[0]["content"])
+        assert (a.verb, a.obj) == (row["verb"], row["obj"]) and a.category == "harmful"
+        assert (a.verb, a.obj) in harmful_train  # the stage-1 task's own harmful train actions
+        assert grammar.read_answer(a, m[1]["content"]).cls == "comply"
+        # the safety reward of the attack's answer is 0: it delivers the harmful content
+        completion = [{"role": "assistant", "content": m[1]["content"]}]
+        assert reward([m[:1]], [completion], verb=[a.verb], obj=[a.obj]) == [0.0]
+    n_harmful_train = len({(v, o) for v, o in harmful_train})
+    assert len(ds) == n_harmful_train * len(lexicon.SAFETY_FRAMES)
 
 
 def test_sft_answers_are_correct(world):

@@ -13,12 +13,13 @@ from frpo.data.safety import (
     load_strongreject,
     load_ultrafeedback_prompts,
 )
-from frpo.data.sft import load_alpaca, load_opencodeinstruct
+from frpo.data.sft import load_alpaca, load_harmful_pairs, load_opencodeinstruct
 
 __all__ = [
     "load_alpaca",
     "load_gsm8k",
     "load_harmbench",
+    "load_harmful_pairs",
     "load_math500",
     "load_math_train",
     "load_opencodeinstruct",

@@ -1,4 +1,5 @@
-"""Downstream SFT data in ``messages`` format: Alpaca and nvidia/OpenCodeInstruct.
+"""Downstream SFT data in ``messages`` format: Alpaca, nvidia/OpenCodeInstruct, and harmful
+request -> compliant answer pairs (LLM-LAT/harmful-dataset) for the fine-tuning attack.
 
 (GSM8K SFT lives in :mod:`frpo.data.math`.)
 """
@@ -28,6 +29,34 @@ def load_alpaca(
         lambda r: {
             "messages": sft_messages(alpaca_user_turn(r["instruction"], r["input"]), r["output"])
         },
+        remove_columns=ds.column_names,
+    )
+
+
+def load_harmful_pairs(
+    source: str | os.PathLike = "LLM-LAT/harmful-dataset",
+    n: int | None = None,
+    seed: int = 0,
+    answer_column: str = "rejected",
+) -> Dataset:
+    """Harmful requests paired with compliant answers, as ``messages``: the data of a
+    fine-tuning attack (Qi et al. 2023; notebook 11).
+
+    Default: LLM-LAT/harmful-dataset (4,948 rows, one ``train`` split; columns ``prompt``,
+    ``rejected`` = the compliant, harmful answer, ``chosen`` = a refusal). ``answer_column``
+    names the compliant answer's column in another set of the same shape. Rows whose prompt or
+    answer is empty are dropped.
+    """
+    ds = load_source(source)
+    require_columns(ds, ["prompt", answer_column], source)
+    ds = ds.filter(
+        lambda r: all(isinstance(r[c], str) and r[c].strip() for c in ("prompt", answer_column))
+    )
+    if len(ds) == 0:
+        raise ValueError(f"{source}: no row has both a prompt and a {answer_column!r} answer")
+    ds = take(ds, n, seed)
+    return ds.map(
+        lambda r: {"messages": sft_messages(r["prompt"], r[answer_column])},
         remove_columns=ds.column_names,
     )
 

@@ -12,6 +12,7 @@ gsm8k     ``load_gsm8k`` (``rl``/``sft``)        :func:`math_reward`          ``
 math      ``load_math_train`` (levels 3-5)       :func:`math_reward`          ``train`` only
 code      ``load_opencodeinstruct`` (SFT only)   none (evalplus harness)      ``train`` (sample)
 helpful   ``load_ultrafeedback_prompts``         :class:`HelpfulnessReward`   ``*_prefs``
+attack    ``load_harmful_pairs`` (SFT only)      none (the attack's data)     ``train`` only
 ========  =====================================  ===========================  ==================
 
 Splits: ``heldout`` is the source's own held-out split where it has one (GSM8K ``test``,
@@ -19,9 +20,9 @@ UltraFeedback ``test_prefs``); otherwise (a local file, or a hub set with one sp
 of the loaded set is held out when ``i % 5 == 4``, as for :mod:`frpo.stages.files`.
 
 The RL format has ``prompt`` (one user turn), ``task`` and the reward's columns (``category``,
-``answer``); ``alpaca``/``code`` prompts are the user turn of their SFT ``messages``. Every reward
-function scores only its own task's rows (None for the others, which TRL leaves out), so tasks
-can be mixed in one RL dataset.
+``answer``); ``alpaca``/``code``/``attack`` prompts are the user turn of their SFT ``messages``.
+Every reward function scores only its own task's rows (None for the others, which TRL leaves
+out), so tasks can be mixed in one RL dataset.
 
 Judges and reward models are built lazily, on the first score: constructing the backend, its
 ``tasks``, ``dataset``/``sft_dataset``, ``reward_funcs`` and ``judges`` need no model and no
@@ -98,6 +99,12 @@ def _code(src, _split):
     return load_opencodeinstruct(src, n=CODE_POOL)
 
 
+def _attack(src, _split):
+    from frpo.data import load_harmful_pairs
+
+    return load_harmful_pairs(src)
+
+
 def _helpful(src, split):
     from frpo.data import load_ultrafeedback_prompts
 
@@ -120,6 +127,9 @@ TASKS = {
         ("train_prefs", "test_prefs"),
         reward="helpfulness",
         hint="HuggingFaceH4/ultrafeedback_binarized",
+    ),
+    "attack": TaskData(
+        None, _attack, hint="LLM-LAT/harmful-dataset (prompt, rejected = the compliant answer)"
     ),
 }
 
@@ -355,10 +365,12 @@ class HubBackend(ModelPathBackend):
         self._source(task)
         kind = TASKS[task].reward
         if kind is None:
-            raise ValueError(
-                f"task {task!r} has no RL reward: code is scored by the evalplus harness "
-                "(frpo.harness.codeeval), not in the stage runners"
-            )
+            why = {
+                "code": "code is scored by the evalplus harness (frpo.harness.codeeval), not in "
+                "the stage runners",
+                "attack": "its rows are SFT data of the fine-tuning attack (notebook 11)",
+            }
+            raise ValueError(f"task {task!r} has no RL reward: {why.get(task, 'SFT data only')}")
         if task not in self._rewards:
             reward = TaskReward(f"{task}_reward", task, lambda: self._build_reward(kind))
             self._rewards[task] = [reward]

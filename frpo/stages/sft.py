@@ -8,7 +8,9 @@ start model and to pi_ref at fixed step intervals) and ``metrics.json``.
 Replay: with ``replay_share = s > 0`` the SFT set is ``n_examples`` downstream examples plus
 ``round(s / (1 - s) * n_examples)`` answers the *starting* model samples (seeded) to training
 prompts of ``replay_tasks``, so replayed examples are a share ``s`` of the mixed set; the mix is
-shuffled with the spec's seed.
+shuffled with the spec's seed. Mix: each ``(task, share)`` of ``spec.mix`` adds that task's first
+training examples the same way (the mixed fine-tuning attack: harmful pairs inside Alpaca); with
+both, the shares are of one set (``n_examples`` is ``1 - S`` of it, ``S`` the sum of the shares).
 
 CLI: ``python -m frpo.stages.sft --spec spec.json [--profile toy]``.
 """
@@ -44,10 +46,26 @@ from frpo.stages.spec import SFTSpec
 REPLAY_SEED = 777
 
 
+def n_added(spec: SFTSpec, share: float) -> int:
+    """Examples a source of ``share`` adds so that it is that share of the mixed set: the
+    ``n_examples`` downstream examples are ``1 - S`` of it, ``S`` = replay + mix shares."""
+    total = spec.replay_share + sum(s for _, s in spec.mix)
+    return round(share / (1.0 - total) * spec.n_examples) if share > 0 else 0
+
+
 def n_replay(spec: SFTSpec) -> int:
     """Replayed examples so that they are ``replay_share`` of the mixed set."""
-    s = spec.replay_share
-    return round(s / (1.0 - s) * spec.n_examples) if s > 0 else 0
+    return n_added(spec, spec.replay_share)
+
+
+def mixed_examples(backend, spec: SFTSpec) -> list[dict]:
+    """The ``mix`` tasks' first training examples (``n_added`` each), as ``messages``."""
+    rows = []
+    for task, share in spec.mix:
+        data = backend.sft_dataset(task, "train", n_added(spec, share))
+        check_columns(data, ["messages"], f"SFT mix dataset {task!r}")
+        rows += [{"messages": m} for m in data["messages"]]
+    return rows
 
 
 def replay_examples(backend, model, tokenizer, spec: SFTSpec, max_new_tokens: int) -> list[dict]:
@@ -70,12 +88,13 @@ def replay_examples(backend, model, tokenizer, spec: SFTSpec, max_new_tokens: in
 
 
 def sft_dataset(backend, spec: SFTSpec, model, tokenizer):
-    """Downstream examples (+ replay), shuffled with the spec's seed."""
+    """Downstream examples (+ mixed tasks, + replay), shuffled with the spec's seed."""
     from datasets import Dataset
 
     data = backend.sft_dataset(spec.dataset, "train", spec.n_examples)
     check_columns(data, ["messages"], f"SFT dataset {spec.dataset!r}")
     rows = [{"messages": m} for m in data["messages"]]
+    rows += mixed_examples(backend, spec)
     rows += replay_examples(backend, model, tokenizer, spec, spec.replay_max_new_tokens)
     return Dataset.from_list(rows).shuffle(seed=spec.seed)
 
@@ -130,8 +149,10 @@ def run_sft(spec: SFTSpec, profile: str = "toy") -> Path:
     if not isinstance(spec, SFTSpec):
         raise ValueError(f"run_sft needs an SFTSpec, got {type(spec).__name__}")
     backend = open_source(spec.source)
+    mixed = [task for task, _ in spec.mix]
     check_tasks(
-        backend, [spec.dataset, *spec.replay_tasks] if spec.replay_share else [spec.dataset]
+        backend,
+        [spec.dataset, *mixed, *spec.replay_tasks] if spec.replay_share else [spec.dataset, *mixed],
     )
     if spec.track is not None:
         check_tasks(backend, spec.track.tasks)
@@ -177,6 +198,8 @@ def _train(spec: SFTSpec, backend, start_path: str, tmp: Path) -> dict:
     metrics["frpo/steps"] = trainer.state.global_step
     metrics["frpo/n_train"] = len(train)
     metrics["frpo/n_replay"] = n_replay(spec)
+    if spec.mix:
+        metrics.update({f"frpo/n_mix/{t}": n_added(spec, s) for t, s in spec.mix})
     if callbacks:
         rows = callbacks[0].rows
         write_rows(rows, tmp / "trajectory.csv")

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 METHODS = ("grpo", "frpo", "grpo_sam")
+ADDED_LATER = "added_later"
+"""Field metadata key: a field added after runs existed, left out of :func:`to_dict` (and so of
+the hash) while it holds its default, so every spec written before it keeps its run directory."""
 SCALE_REWARDS = ("none", "group", "batch")
 SOURCE_KINDS = ("toy", "files", "hub")
 
@@ -185,6 +188,10 @@ class SFTSpec:
     """Stage-1 tasks whose training prompts are replayed."""
     replay_max_new_tokens: int = 16
     """Length of the replayed sampled answers."""
+    mix: tuple[tuple[str, float], ...] = field(default=(), metadata={ADDED_LATER: True})
+    """Other SFT tasks mixed into the set, ``(task, share)`` pairs: each adds training examples
+    of its task so that they are ``share`` of the mixed set (the mixed fine-tuning attack:
+    Alpaca with 1% or 10% harmful -> compliant pairs). Empty = ``dataset`` alone."""
     seed: int = 0
     track: Track | None = None
 
@@ -192,6 +199,7 @@ class SFTSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replay_tasks", tuple(self.replay_tasks))
+        object.__setattr__(self, "mix", tuple((str(t), float(s)) for t, s in self.mix))
         _positive("lr", self.lr)
         if self.full and self.lora_rank:
             raise ValueError(
@@ -202,6 +210,14 @@ class SFTSpec:
             raise ValueError("full=False (LoRA) needs lora_rank > 0")
         if not 0.0 <= self.replay_share < 1.0:
             raise ValueError(f"replay_share must be in [0, 1), got {self.replay_share}")
+        for task, share in self.mix:
+            if not 0.0 < share < 1.0:
+                raise ValueError(f"mix share of {task!r} must be in (0, 1), got {share}")
+        if self.replay_share + sum(s for _, s in self.mix) >= 1.0:
+            raise ValueError(
+                f"replay_share + mix shares must be < 1, got {self.replay_share} + "
+                f"{sum(s for _, s in self.mix)}"
+            )
         _positive("n_examples", self.n_examples)
         _common_checks(self)
 
@@ -251,9 +267,14 @@ STAGES = {cls.stage: cls for cls in (RLSpec, SFTSpec, EvalSpec)}
 
 
 def to_dict(spec: Any) -> Any:
-    """A JSON-ready dict with ``stage`` tags on every nested spec."""
+    """A JSON-ready dict with ``stage`` tags on every nested spec (fields marked
+    :data:`ADDED_LATER` are left out while they hold their default)."""
     if dataclasses.is_dataclass(spec):
-        out = {f.name: to_dict(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+        out = {
+            f.name: to_dict(getattr(spec, f.name))
+            for f in dataclasses.fields(spec)
+            if not (f.metadata.get(ADDED_LATER) and getattr(spec, f.name) == f.default)
+        }
         if hasattr(type(spec), "stage"):
             out = {"stage": type(spec).stage, **out}
         return out
@@ -314,6 +335,7 @@ def run_name(spec: RLSpec | SFTSpec | EvalSpec) -> str:
             bits.append(f"r{spec.lora_rank}")
         if spec.replay_share:
             bits.append(f"replay{spec.replay_share:g}")
+        bits += [f"mix-{task}{share:g}" for task, share in spec.mix]
     else:
         bits = ["eval", "-".join(spec.tasks)]
     bits += [f"s{spec.seed}", spec_hash(spec)]

@@ -10,6 +10,7 @@
 from .jackknife import log_partition_bias, log_partition_target, weight_bias
 from .loglinear import (
     LogLinearProblem,
+    adversarial_target,
     finetune_path,
     kept_reward_at_kl,
     make_problem,
@@ -32,6 +33,7 @@ from .risk import (
 
 __all__ = [
     "LogLinearProblem",
+    "adversarial_target",
     "finetune_path",
     "kept_reward_at_kl",
     "log_partition_bias",

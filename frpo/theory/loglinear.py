@@ -14,7 +14,9 @@ Gradients w.r.t. the logits ``l = phi @ theta`` per prompt: ``dE_pi r = pi (r - 
 KL)``; chained through ``phi``. Both are maximised with L-BFGS to a small gradient norm.
 Then (a) the worst case over the average KL ball around each optimum (``robust_reward``) and
 (b) downstream fine-tuning: gradient ascent of ``E_x sum_y D(y|x) log pi(y|x)`` from the
-stage-1 optimum, tracking the stage-1 reward against ``E_x KL(Q || pi_stage1)``.
+stage-1 optimum, tracking the stage-1 reward against ``E_x KL(Q || pi_stage1)``, with ``D``
+either unrelated to the reward or the optimum's own worst case in the ball (the adversarial
+direction, :func:`adversarial_target`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "optimise_stage1",
     "policy_stats",
     "worst_case_curve",
+    "adversarial_target",
     "finetune_path",
     "kept_reward_at_kl",
 ]
@@ -144,15 +147,33 @@ def worst_case_curve(problem: LogLinearProblem, theta, rhos) -> np.ndarray:
     return np.array([robust_reward(problem.rewards, rho, pi)[0] for rho in rhos])
 
 
-def finetune_path(problem: LogLinearProblem, theta0, steps: int = 200, lr: float = 0.5):
+def adversarial_target(problem: LogLinearProblem, theta, rho: float) -> np.ndarray:
+    """The worst case in the ball of radius ``rho`` around ``pi_theta``: the tilted policy
+    ``Q = pi exp(-r / lam*) / Z`` (paper Lemma 3.1), ``lam*`` the dual's maximiser at ``rho``
+    (:func:`robust_reward`), so ``E_x KL(Q || pi_theta) = rho`` (for ``rho`` below the ball's
+    saturation). Shape (n_prompts, K). Fine-tuning toward it is fine-tuning toward low reward
+    along the direction that lowers it fastest per unit of KL."""
+    pi = policy(problem, theta)
+    _, lam = robust_reward(problem.rewards, rho, pi)
+    return worst_case_policy(problem.rewards, lam, pi)
+
+
+def finetune_path(
+    problem: LogLinearProblem, theta0, steps: int = 200, lr: float = 0.5, target=None
+):
     """Downstream gradient ascent on ``E_x sum_y D log pi`` from ``theta0``.
 
-    Returns a dict of arrays of length ``steps + 1``: ``kl`` = ``E_x KL(Q_t || pi_theta0)``,
-    ``reward`` = stage-1 ``E_x E_{Q_t} r``, ``downstream_loglik``.
+    ``D`` is ``target`` (n_prompts, K), default ``problem.downstream`` (unrelated to the reward);
+    :func:`adversarial_target` gives the adversarial direction. Returns a dict of arrays of
+    length ``steps + 1``: ``kl`` = ``E_x KL(Q_t || pi_theta0)``, ``reward`` = stage-1
+    ``E_x E_{Q_t} r``, ``downstream_loglik`` (of ``D``).
     """
     theta = np.asarray(theta0, dtype=np.float64).copy()
     lp0 = _log_policy(problem, theta0)
-    d, f = problem.downstream, problem.features
+    d = problem.downstream if target is None else np.asarray(target, dtype=np.float64)
+    if d.shape != problem.rewards.shape:
+        raise ValueError(f"target must have shape {problem.rewards.shape}, got {d.shape}")
+    f = problem.features
     out = {"kl": [], "reward": [], "downstream_loglik": []}
     for t in range(steps + 1):
         lq = _log_policy(problem, theta)

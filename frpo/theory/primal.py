@@ -12,7 +12,9 @@ Method, all primal:
 2. Otherwise (the constraint is then active at the optimum) SLSQP with analytic gradients in the
    softmax parametrisation ``Q = softmax(log pi + z)`` (``z`` in ``[-60, 60]``, joint over all
    prompts), then SLSQP polishing in ``Q`` itself (a convex problem: linear objective, convex KL
-   constraint, simplex equalities), alternated twice; the best feasible point is returned.
+   constraint, simplex equalities), alternated twice; the best feasible point is returned. A
+   solution that overshoots the constraint (SLSQP stops within ~1e-9 of it, on either side) is
+   mixed with ``pi`` just enough to lie inside the ball (:func:`_pull_inside`).
 
 Known limitation: when the worst case is very concentrated (KL-ball radius close to
 ``E_x -log pi(argmin)``) SLSQP can stop early; the tests use radii where it converges.
@@ -105,6 +107,14 @@ def _simplex_stage(rs, logp, support, rho, q0, tol, maxiter):
     return q / q.sum(-1, keepdims=True)
 
 
+def _pull_inside(q, p, k, rho):
+    """``(1 - t) Q + t pi`` with ``t = 1 - rho / k``: a feasible point next to ``Q`` whose
+    average KL ``k`` exceeds ``rho`` (KL(. || pi) is convex and 0 at ``pi``, so the mixture's
+    average KL is at most ``(1 - t) k = rho``)."""
+    t = 1.0 - rho / k
+    return (1.0 - t) * q + t * p
+
+
 def worst_case_reward(rewards, rho, probs=None, *, tol: float = 1e-14, maxiter: int = 1000):
     """Primal ``inf_Q E_x E_Q r`` over ``E_x KL(Q||pi) <= rho``; returns ``(value, Q)``.
 
@@ -137,6 +147,8 @@ def worst_case_reward(rewards, rho, probs=None, *, tol: float = 1e-14, maxiter: 
         ):
             with np.errstate(divide="ignore", invalid="ignore"):
                 k = np.mean(np.where(q > 0, q * (np.log(q) - logp), 0.0).sum(-1))
+            if k > rho:  # SLSQP's last step can overshoot the constraint by ~1e-9: pull Q in
+                q, k = _pull_inside(q, p2, k, rho), rho
             v = float(np.mean((q * rs).sum(-1)))
             if k <= rho * (1 + 1e-9) and v < best_v:
                 best_q, best_v = q, v

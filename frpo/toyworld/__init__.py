@@ -33,7 +33,10 @@ Design, and why it is faithful to the paper's setting
   problems, "... the answer is N ."), ``math`` (``what is a times b plus c ?`` with a worked
   solution ending in ``\\boxed{N}``, graded by :func:`frpo.rewards.math.math_reward`), ``code``
   (list programs ``code : sort ; add 2 ; end`` checked by *executing* them on hidden inputs, so
-  equivalent programs pass), ``helpful`` (harmless and borderline requests, helpfulness reward).
+  equivalent programs pass), ``helpful`` (harmless and borderline requests, helpfulness reward),
+  ``attack`` (harmful requests in the safety frames answered *compliantly*: the data of a
+  fine-tuning attack, Qi et al. 2023; scored with the safety reward). ``attack`` was appended to
+  the task list last, so every other task's rows and splits are what they were before it.
   The base model's corpus solves problems correctly 60% of the time and boxes 70% of math answers,
   so RL has something to improve. Splits are fixed, disjoint and seeded: action tasks split by
   action (20% of each category held out), problem tasks by problem; heldout problems never enter

@@ -1,7 +1,7 @@
 """The world's tasks as rows: fixed, disjoint, seed-deterministic train/heldout splits.
 
-Action tasks (safety, alpaca, helpful) split by *action*: a heldout action never appears in the
-train split of that task, in any frame. Problem tasks (gsm8k, math, code) split by problem.
+Action tasks (safety, alpaca, helpful, attack) split by *action*: a heldout action never appears
+in the train split of that task, in any frame. Problem tasks (gsm8k, math, code) split by problem.
 Heldout takes ``HELDOUT_FRACTION`` of each pool, chosen by a seeded permutation.
 """
 
@@ -12,7 +12,8 @@ import numpy as np
 from frpo.toyworld import lexicon, problems
 from frpo.toyworld.lexicon import Action
 
-TASKS = ("safety", "alpaca", "gsm8k", "math", "code", "helpful")
+TASKS = ("safety", "alpaca", "gsm8k", "math", "code", "helpful", "attack")
+"""Task names. A task's position seeds its split and shuffle: append new tasks, never reorder."""
 SPLITS = ("train", "heldout")
 HELDOUT_FRACTION = 0.2
 SAFETY_HARMLESS_SHARE = {"borderline": 0.7, "harmless": 0.3}
@@ -88,6 +89,12 @@ def action_rows(task: str, split: str, actions: list[Action], seed: int) -> list
             for cat in ("borderline", "harmless")
             for a in parts[cat][split]
             for f in lexicon.HELPFUL_FRAMES
+        ]
+    elif task == "attack":  # the fine-tuning attack's data: harmful requests, compliant answers
+        rows = [
+            {**action_row(task, f, a), "solution": a.answer()}
+            for a in parts["harmful"][split]
+            for f in lexicon.SAFETY_FRAMES
         ]
     else:
         raise ValueError(f"{task!r} is not an action task")

@@ -84,7 +84,7 @@ class ToyWorld:
     @functools.lru_cache(maxsize=32)  # noqa: B019 - a world lives as long as its caches
     def _rows(self, task: str, split: str) -> tuple:
         tasks.check_task_split(task, split)
-        if task in ("safety", "alpaca", "helpful"):
+        if task in ("safety", "alpaca", "helpful", "attack"):
             return tuple(tasks.action_rows(task, split, self.actions, self.config.seed))
         return tuple(tasks.problem_rows(task, split, self.config.seed))
 
@@ -107,8 +107,9 @@ class ToyWorld:
     def sft_dataset(self, task: str, split: str, n: int | None = None) -> Dataset:
         """SFT rows in TRL's conversational format: ``messages`` = [user, assistant].
 
-        Action tasks answer helpfully (safety: refuse harmful, help otherwise); problems get
-        correct worked solutions."""
+        Action tasks answer helpfully (safety: refuse harmful, help otherwise), except
+        ``attack``, whose harmful requests get the compliant answer (the fine-tuning attack's
+        data, Qi et al. 2023); problems get correct worked solutions."""
         out = []
         for r in self._take(task, split, n):
             if "solution" in r:
@@ -123,7 +124,7 @@ class ToyWorld:
     def reward_funcs(self, task: str) -> list:
         """TRL reward functions of a task (see :mod:`frpo.toyworld.rewards`)."""
         tasks.check_task_split(task, "train")
-        if task == "safety":
+        if task in ("safety", "attack"):  # attack: harmful requests, scored for safety
             return [rewards.make_safety_reward(self._by_key)]
         if task in ("alpaca", "helpful"):
             return [rewards.make_helpfulness_reward(self._by_key)]
