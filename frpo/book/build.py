@@ -93,7 +93,11 @@ def assemble(
 
     claims = pages.load_claims(out_dir / "claims.json")
     titles = {n: pages.notebook_title(src / "notebooks" / f"{n}.ipynb") for n in chapters}
-    board = pages.scoreboard_md(claims, chapters, profile, titles)
+    figure = None
+    if claims is not None and (out_dir / pages.FOREST_FIGURE).is_file():
+        shutil.copyfile(out_dir / pages.FOREST_FIGURE, src / pages.FOREST_FIGURE)
+        figure = pages.FOREST_FIGURE
+    board = pages.scoreboard_md(claims, chapters, profile, titles, figure)
     if missing:
         board += (
             "\n:::{note} Not in this build\n"
