@@ -207,7 +207,13 @@ CLAIMS: tuple[Claim, ...] = (
         "FRPO reaches the same stage-1 reward as GRPO at matched KL to pi_ref",
         "Fig. 13, 14: every lam reaches GRPO's safety reward at per-token KL ~0.1",
         "03_rlhf_safety",
-        (Part("C1", "stage-1 reward, FRPO minus GRPO (worst lam)", Above(-0.05)),),
+        (
+            Part(
+                "C1",
+                "held-out stage-1 safety reward, FRPO(lam_main) minus GRPO (worst lam beside it)",
+                Above(-0.05),
+            ),
+        ),
     ),
     Claim(
         "C2",
@@ -215,8 +221,18 @@ CLAIMS: tuple[Claim, ...] = (
         "Fig. 3, 4, 7: FRPO's safety stays higher along the whole SFT trajectory",
         "05_downstream_sft",
         (
-            Part("C2.alpaca", "kept safety at matched KL, FRPO minus GRPO, Alpaca SFT", Above(0.0)),
-            Part("C2.gsm8k", "kept safety at matched KL, FRPO minus GRPO, GSM8K SFT", Above(0.0)),
+            Part(
+                "C2.alpaca",
+                "kept refusal (exact refusal mass, harmful requests) at matched KL, FRPO minus "
+                "GRPO, Alpaca SFT",
+                Above(0.0),
+            ),
+            Part(
+                "C2.gsm8k",
+                "kept refusal (exact refusal mass, harmful requests) at matched KL, FRPO minus "
+                "GRPO, GSM8K SFT",
+                Above(0.0),
+            ),
         ),
     ),
     Claim(
@@ -239,7 +255,13 @@ CLAIMS: tuple[Claim, ...] = (
         "The best lam lies in the range lam* = std / sqrt(2 rho) predicts for the downstream KLs",
         "Fig. 3 right: [0.09, 0.35] for std ~0.07 and rho in [0.02, 0.3]",
         "05_downstream_sft",
-        (Part("C4", "best lam after SFT vs the Taylor range", InTarget()),),
+        (
+            Part(
+                "C4",
+                "best lam after SFT (bootstrap interval over seeds) vs the Taylor range",
+                InTarget(),
+            ),
+        ),
     ),
     Claim(
         "C5",
@@ -265,7 +287,10 @@ CLAIMS: tuple[Claim, ...] = (
                 paper_source="App. F: the jackknife cuts the O(1/G) bias to O(1/G^2)",
             ),
             Part(
-                "C6.downstream", "kept safety after SFT, with minus without jackknife", Above(0.0)
+                "C6.downstream",
+                "kept refusal (exact refusal mass) at matched KL after SFT, with minus without "
+                "jackknife",
+                Above(0.0),
             ),
         ),
     ),
@@ -297,8 +322,16 @@ CLAIMS: tuple[Claim, ...] = (
         "Fig. 6: SAM keeps more safety than GRPO after GSM8K SFT, but less than FRPO (lam 0.2)",
         "09_baselines_budgets",
         (
-            Part("C8.sam_vs_grpo", "kept safety at matched KL, SAM minus GRPO", Above(0.0)),
-            Part("C8.frpo_vs_sam", "kept safety at matched KL, FRPO minus SAM", Above(0.0)),
+            Part(
+                "C8.sam_vs_grpo",
+                "kept refusal (exact refusal mass) at matched KL, SAM minus GRPO",
+                Above(0.0),
+            ),
+            Part(
+                "C8.frpo_vs_sam",
+                "kept refusal (exact refusal mass) at matched KL, FRPO minus SAM",
+                Above(0.0),
+            ),
         ),
     ),
     Claim(

@@ -13,6 +13,7 @@ import yaml
 CLAIM_KEYS = ("id", "claim", "paper", "value", "interval", "seeds", "verdict", "notebook")
 SCOREBOARD_MARK = "<!-- frpo:scoreboard -->"
 REPRO_MARK = "<!-- frpo:reproducibility -->"
+POWER_MARK = "<!-- frpo:power -->"
 FOREST_FIGURE = "claims_forest.png"
 """The scoreboard's forest plot, written by notebook 10 beside ``claims.json`` in
 ``runs/<profile>/`` and shown at the top of the front page's scoreboard."""
@@ -332,6 +333,32 @@ def reproducibility_md(manifest: dict, chapters: list[str], profile: str) -> str
         lines += [f"`{name}`:", "", "```json", json.dumps(params, indent=1, sort_keys=True), "```"]
         lines += [""]
     return "\n".join(lines)
+
+
+def power_md(plan: list[dict[str, Any]]) -> str:
+    """The power analysis table of the methods page (rows of :func:`frpo.power.seed_plan`)."""
+    header = [
+        "Part",
+        "Family (metric)",
+        "Pilot SD",
+        "Family SD (df)",
+        "Planning SD",
+        "Target MDE",
+        "Seeds",
+    ]
+    rows = [
+        [
+            r["part"],
+            f"{r['family']} ({r['metric']})",
+            r["pilot_sd"],
+            f"{r['family_sd']:.3g} ({r['family_df']})",
+            r["plan_sd"],
+            r["target_mde"],
+            r["seeds"],
+        ]
+        for r in plan
+    ]
+    return "\n".join(_table(header, rows))
 
 
 def fill(template: str, mark: str, content: str, page: str) -> str:
