@@ -215,3 +215,28 @@ def test_evidence_round_trip_and_scoreboard(tmp_path):
         "verdict",
         "notebook",
     }
+
+
+def test_numerics_pin_only_where_the_cpu_can_and_never_overrides(monkeypatch):
+    from frpo import numerics
+
+    monkeypatch.setattr(numerics, "can_pin", lambda: True)
+    env = {"MKL_CBWR": "AUTO"}
+    added = numerics.pin(env)
+    assert added == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert env["MKL_CBWR"] == "AUTO"  # a value the user set wins
+    assert numerics.state(env)["mode"] == "custom"
+    assert numerics.state({**env, **numerics.PINNED})["mode"] == "pinned to AVX2"
+    assert numerics.pin({numerics.OPT_OUT: "1"}) == {}
+    monkeypatch.setattr(numerics, "can_pin", lambda: False)
+    assert numerics.pin({}) == {}
+    assert numerics.state({})["mode"].startswith("native (no AVX2")
+
+
+def test_the_test_process_runs_the_pinned_avx2_paths():
+    import torch
+
+    from frpo import numerics
+
+    if numerics.can_pin() and not __import__("os").environ.get(numerics.OPT_OUT):
+        assert torch.backends.cpu.get_cpu_capability() == "AVX2"
