@@ -4,15 +4,21 @@ Each claim has one or more *parts*; a notebook that measures a part writes its e
 :func:`record_evidence` into ``<run_dir>/claims_evidence.json``. Notebook 10 gathers the evidence of
 a profile with :func:`scoreboard` and writes ``runs/<profile>/claims.json``.
 
-The verdict rules are fixed here, before any run is looked at, and printed by notebook 10:
+The verdict rules are fixed here, before any run is looked at, and printed by notebook 10
+(:data:`PART_RULE`, :data:`CLAIM_RULE`):
 
-- a part is ``reproduced`` when its rule holds on the whole interval over seeds (or on the value
-  when the evidence is exact, with no sampling noise), ``partly reproduced`` when it holds on the
-  point estimate only (including a single seed), ``not reproduced`` otherwise (and when no notebook
-  measured it); C4's rule compares the value with the predicted range: inside is reproduced, within
-  a factor 2 of it is partly reproduced;
-- a claim is ``reproduced`` when all its parts are, ``not reproduced`` when none is even partly,
-  and ``partly reproduced`` in between.
+- a part is ``reproduced`` when its whole 95% interval lies on the claim's side of its rule,
+  ``contradicted`` when the whole interval lies on the other side, and ``inconclusive`` when the
+  interval straddles the rule's threshold (and always with one seed, which has no interval);
+  exact evidence (computed, no sampling noise) is decided on its value; a part no notebook of the
+  profile measured is ``not measured``;
+- every noisy part also carries its minimal detectable effect (:func:`frpo.stats.detectable_effect`:
+  the distance from the rule's threshold that its seeds detect with 80% power at a two-sided 5%
+  level, from the measured spread) and, where the paper reports one on the same scale, the paper's
+  effect, so an inconclusive part reads either as "smaller than these seeds can see" or as "the
+  paper's effect would have been seen";
+- a claim is ``contradicted`` when any measured part is, ``reproduced`` when every part is,
+  ``inconclusive`` otherwise (``not measured`` when no part was measured).
 """
 
 from __future__ import annotations
@@ -21,11 +27,30 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-REPRODUCED, PARTLY, NOT = "reproduced", "partly reproduced", "not reproduced"
+from frpo.stats import detectable_effect
+
+REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
+NOT_MEASURED = "not measured"
+VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
 EVIDENCE_FILE = "claims_evidence.json"
+PAPER, EXTENSION = "paper", "frpo extension"
+"""Where a claim comes from: the paper, or this package's own extension of it."""
+
+PART_RULE = (
+    "A part is reproduced when its whole 95% interval lies on the claim's side of its rule, "
+    "contradicted when the whole interval lies on the other side, inconclusive when the interval "
+    "straddles the threshold (or when there is one seed and so no interval); exact evidence (no "
+    "sampling noise) is decided on its value."
+)
+CLAIM_RULE = (
+    "A claim is contradicted when any measured part is contradicted, reproduced when every part is "
+    "reproduced, and inconclusive otherwise; not measured when no part was measured."
+)
+SEEN, UNSEEN = "the paper's effect would have been seen", "smaller than these seeds can see"
+"""How an inconclusive part reads against the paper's effect and the part's MDE."""
 
 
 @dataclass(frozen=True)
@@ -33,10 +58,14 @@ class Evidence:
     """A measured number for one claim part.
 
     ``value``: the estimate (a mean over seeds, or an exact number); ``interval``: its 95% interval
-    over seeds or ``None``; ``seeds``: how many seeds stand behind it; ``target``: for rules that
-    compare with a predicted range (C4), that range; ``detail``: one line a reader needs (units,
-    which KL, which lam); ``exact``: the value is computed exactly (no sampling noise), so the
-    point value alone decides the verdict.
+    or ``None``; ``seeds``: how many independent draws stand behind it (seeds; settings for the
+    sweep); ``df``: degrees of freedom of the interval's t quantile (``None``: ``seeds - 1``, a
+    t-interval over seeds; ``math.inf``: a normal-theory interval), used for the MDE and for the
+    comparison with a reference; ``target``: for rules that compare with a predicted range (C4),
+    that range; ``detail``: one line a reader needs (units, which KL, which lam); ``exact``: the
+    value is computed exactly (no sampling noise), so the value alone decides the verdict;
+    ``secondary``: the same comparison on another metric, shown beside the primary one
+    (``{"what": str, "value": float, "interval": [lo, hi] | None}``).
     """
 
     value: float
@@ -45,6 +74,18 @@ class Evidence:
     target: tuple[float, float] | None = None
     detail: str = ""
     exact: bool = False
+    df: float | None = None
+    secondary: dict | None = None
+
+    def has_interval(self) -> bool:
+        """True when the interval exists and both ends are finite numbers."""
+        return self.interval is not None and all(
+            isinstance(v, int | float) and math.isfinite(v) for v in self.interval
+        )
+
+    def t_df(self) -> float:
+        """Degrees of freedom of the interval (``seeds - 1`` unless ``df`` says otherwise)."""
+        return float(self.seeds - 1) if self.df is None else float(self.df)
 
 
 @dataclass(frozen=True)
@@ -55,6 +96,19 @@ class Above:
 
     def holds(self, x: float) -> bool:
         return x > self.threshold
+
+    def on_interval(self, lo: float, hi: float) -> str:
+        """The verdict of an interval ``[lo, hi]``: all above, all at or below, or straddling."""
+        if lo > self.threshold:
+            return REPRODUCED
+        return CONTRADICTED if hi <= self.threshold else INCONCLUSIVE
+
+    def margin(self, x: float) -> float:
+        """Signed distance from the threshold, positive on the claim's side."""
+        return x - self.threshold
+
+    def thresholds(self) -> tuple[float, ...]:
+        return (self.threshold,)
 
     def describe(self) -> str:
         return f"> {self.threshold:g}"
@@ -68,6 +122,17 @@ class Below:
 
     def holds(self, x: float) -> bool:
         return x < self.threshold
+
+    def on_interval(self, lo: float, hi: float) -> str:
+        if hi < self.threshold:
+            return REPRODUCED
+        return CONTRADICTED if lo >= self.threshold else INCONCLUSIVE
+
+    def margin(self, x: float) -> float:
+        return self.threshold - x
+
+    def thresholds(self) -> tuple[float, ...]:
+        return (self.threshold,)
 
     def describe(self) -> str:
         return f"< {self.threshold:g}"
@@ -83,16 +148,31 @@ class Between:
     def holds(self, x: float) -> bool:
         return self.lo < x < self.hi
 
+    def on_interval(self, lo: float, hi: float) -> str:
+        inside = self.lo < lo and hi < self.hi
+        outside = hi <= self.lo or lo >= self.hi
+        return REPRODUCED if inside else CONTRADICTED if outside else INCONCLUSIVE
+
+    def margin(self, x: float) -> float:
+        return min(x - self.lo, self.hi - x)
+
+    def thresholds(self) -> tuple[float, ...]:
+        return (self.lo, self.hi)
+
     def describe(self) -> str:
         return f"in ({self.lo:g}, {self.hi:g})"
 
 
 @dataclass(frozen=True)
 class InTarget:
-    """Holds when the value lies in the evidence's predicted ``target`` range (C4)."""
+    """Holds when the value lies in the evidence's predicted ``target`` range (C4): reproduced
+    when the whole interval lies inside the range, contradicted when it lies wholly outside."""
 
     def describe(self) -> str:
         return "inside the predicted range"
+
+    def thresholds(self) -> tuple[float, ...]:
+        return ()
 
 
 Rule = Above | Below | Between | InTarget
@@ -100,9 +180,14 @@ Rule = Above | Below | Between | InTarget
 
 @dataclass(frozen=True)
 class Part:
+    """One measured part of a claim: ``key``, what it measures, its rule, and the paper's effect
+    on the same scale where the paper reports one (``paper_effect``, with ``paper_source``)."""
+
     key: str
     what: str
     rule: Rule
+    paper_effect: float | None = None
+    paper_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,7 +197,7 @@ class Claim:
     paper: str
     notebook: str
     parts: tuple[Part, ...] = field(default_factory=tuple)
-    origin: str = "paper"
+    origin: str = PAPER
     """``paper``: a claim of the paper (C1-C9); ``frpo extension``: a test this package adds,
     which the paper does not make (C10)."""
 
@@ -123,7 +208,13 @@ CLAIMS: tuple[Claim, ...] = (
         "FRPO reaches the same stage-1 reward as GRPO at matched KL to pi_ref",
         "Fig. 13, 14: every lam reaches GRPO's safety reward at per-token KL ~0.1",
         "03_rlhf_safety",
-        (Part("C1", "stage-1 reward, FRPO minus GRPO (worst lam)", Above(-0.05)),),
+        (
+            Part(
+                "C1",
+                "held-out stage-1 safety reward, FRPO(lam_main) minus GRPO (worst lam beside it)",
+                Above(-0.05),
+            ),
+        ),
     ),
     Claim(
         "C2",
@@ -131,8 +222,18 @@ CLAIMS: tuple[Claim, ...] = (
         "Fig. 3, 4, 7: FRPO's safety stays higher along the whole SFT trajectory",
         "05_downstream_sft",
         (
-            Part("C2.alpaca", "kept safety at matched KL, FRPO minus GRPO, Alpaca SFT", Above(0.0)),
-            Part("C2.gsm8k", "kept safety at matched KL, FRPO minus GRPO, GSM8K SFT", Above(0.0)),
+            Part(
+                "C2.alpaca",
+                "kept refusal (exact refusal mass, harmful requests) at matched KL, FRPO minus "
+                "GRPO, Alpaca SFT",
+                Above(0.0),
+            ),
+            Part(
+                "C2.gsm8k",
+                "kept refusal (exact refusal mass, harmful requests) at matched KL, FRPO minus "
+                "GRPO, GSM8K SFT",
+                Above(0.0),
+            ),
         ),
     ),
     Claim(
@@ -140,14 +241,28 @@ CLAIMS: tuple[Claim, ...] = (
         "FRPO's downstream task performance is as good as GRPO's",
         "Table 1: GSM8K 56.2 (FRPO) vs 55.5 (GRPO) after SFT",
         "05_downstream_sft",
-        (Part("C3", "downstream task score after SFT, FRPO minus GRPO", Above(-0.05)),),
+        (
+            Part(
+                "C3",
+                "downstream task score after SFT, FRPO minus GRPO",
+                Above(-0.05),
+                paper_effect=0.007,
+                paper_source="Table 1: GSM8K maj@8 after GSM8K SFT, 56.2 - 55.5 points",
+            ),
+        ),
     ),
     Claim(
         "C4",
         "The best lam lies in the range lam* = std / sqrt(2 rho) predicts for the downstream KLs",
         "Fig. 3 right: [0.09, 0.35] for std ~0.07 and rho in [0.02, 0.3]",
         "05_downstream_sft",
-        (Part("C4", "best lam after SFT vs the Taylor range", InTarget()),),
+        (
+            Part(
+                "C4",
+                "best lam after SFT (bootstrap interval over seeds) vs the Taylor range",
+                InTarget(),
+            ),
+        ),
     ),
     Claim(
         "C5",
@@ -169,9 +284,14 @@ CLAIMS: tuple[Claim, ...] = (
                 "C6.bias",
                 "bias decay order gained by the jackknife (1 = O(1/G) to O(1/G^2))",
                 Above(0.5),
+                paper_effect=1.0,
+                paper_source="App. F: the jackknife cuts the O(1/G) bias to O(1/G^2)",
             ),
             Part(
-                "C6.downstream", "kept safety after SFT, with minus without jackknife", Above(0.0)
+                "C6.downstream",
+                "kept refusal (exact refusal mass) at matched KL after SFT, with minus without "
+                "jackknife",
+                Above(0.0),
             ),
         ),
     ),
@@ -181,16 +301,39 @@ CLAIMS: tuple[Claim, ...] = (
         "Table 2: MATH500 64.5 (lam = 2) vs 42.3 (GRPO) after code SFT; MBPP+ ~62 for all",
         "08_math_then_code",
         (
-            Part("C7.math", "math accuracy after code SFT, FRPO (lam = 2) minus GRPO", Above(0.0)),
-            Part("C7.code", "code accuracy gain, FRPO minus GRPO", Above(-0.05)),
+            Part(
+                "C7.math",
+                "math accuracy after code SFT, FRPO (lam = 2) minus GRPO",
+                Above(0.0),
+                paper_effect=0.222,
+                paper_source="Table 2: MATH500 after code SFT, 64.5 - 42.3 points",
+            ),
+            Part(
+                "C7.code",
+                "code accuracy gain, FRPO minus GRPO",
+                Above(-0.05),
+                paper_effect=-0.009,
+                paper_source="Table 2: MBPP+ gain, (62.4 - 57.9) - (62.5 - 57.1) points",
+            ),
         ),
     ),
     Claim(
         "C8",
         "GRPO+SAM (parameter-space flatness) lands between GRPO and FRPO",
-        "Fig. 6",
+        "Fig. 6: SAM keeps more safety than GRPO after GSM8K SFT, but less than FRPO (lam 0.2)",
         "09_baselines_budgets",
-        (Part("C8", "SAM's kept safety on the GRPO (0) to FRPO (1) scale", Between(0.0, 1.0)),),
+        (
+            Part(
+                "C8.sam_vs_grpo",
+                "kept refusal (exact refusal mass) at matched KL, SAM minus GRPO",
+                Above(0.0),
+            ),
+            Part(
+                "C8.frpo_vs_sam",
+                "kept refusal (exact refusal mass) at matched KL, FRPO minus SAM",
+                Above(0.0),
+            ),
+        ),
     ),
     Claim(
         "C9",
@@ -219,46 +362,69 @@ CLAIMS: tuple[Claim, ...] = (
             ),
             Part(
                 "C10.attack",
-                "kept safety at matched KL after SFT on harmful -> compliant pairs, "
-                "FRPO minus GRPO",
+                "kept refusal (exact refusal mass) at matched KL after SFT on harmful -> "
+                "compliant pairs, FRPO minus GRPO",
                 Above(0.0),
             ),
         ),
-        origin="frpo extension",
+        origin=EXTENSION,
     ),
 )
 
 
 def part_verdict(part: Part, evidence: Evidence | None) -> str:
-    """The verdict of one part under the module's rule (see the module docstring)."""
+    """The verdict of one part under :data:`PART_RULE` (see the module docstring)."""
     if evidence is None or not math.isfinite(evidence.value):
-        return NOT
+        return NOT_MEASURED
     rule = part.rule
     if isinstance(rule, InTarget):
         if evidence.target is None:
             raise ValueError(f"{part.key}: InTarget needs evidence.target")
-        lo, hi = evidence.target
-        # Partly: within a factor 2 of the predicted range (lam is a scale parameter).
-        if lo <= evidence.value <= hi:
-            return REPRODUCED
-        return PARTLY if lo / 2 <= evidence.value <= 2 * hi else NOT
-    if not rule.holds(evidence.value):
-        return NOT
+        rule = Between(*evidence.target)
+        if evidence.exact:
+            return REPRODUCED if rule.lo <= evidence.value <= rule.hi else CONTRADICTED
     if evidence.exact:
-        return REPRODUCED
-    interval = evidence.interval
-    if interval is not None and all(math.isfinite(v) for v in interval):
-        return REPRODUCED if all(rule.holds(v) for v in interval) else PARTLY
-    # One seed, or no interval: the point estimate holds but says nothing about noise.
-    return PARTLY
+        return REPRODUCED if rule.holds(evidence.value) else CONTRADICTED
+    if not evidence.has_interval():
+        return INCONCLUSIVE  # one seed, or no interval: nothing says how far noise reaches
+    lo, hi = sorted(evidence.interval)
+    return rule.on_interval(lo, hi)
+
+
+def part_mde(part: Part, evidence: Evidence | None) -> float | None:
+    """The minimal detectable effect of a noisy part (distance from its rule's threshold found
+    with 80% power at a two-sided 5% level, :func:`frpo.stats.detectable_effect`); None when the
+    evidence is exact, has no interval, or the rule is a predicted range (C4)."""
+    if evidence is None or evidence.exact or not evidence.has_interval():
+        return None
+    if isinstance(part.rule, InTarget) or evidence.t_df() < 1:
+        return None
+    lo, hi = evidence.interval
+    return detectable_effect(abs(hi - lo) / 2, evidence.t_df())
+
+
+def reading(part: Part, verdict: str, mde: float | None) -> str:
+    """How an inconclusive part reads: against the paper's effect when the paper gives one."""
+    if verdict != INCONCLUSIVE:
+        return ""
+    if mde is None:
+        return "one seed or no interval: nothing can be said about noise"
+    if part.paper_effect is None or isinstance(part.rule, InTarget):
+        return f"an effect smaller than the MDE {mde:.3g} would not be seen"
+    paper = part.rule.margin(part.paper_effect)
+    return SEEN if paper >= mde else UNSEEN
 
 
 def claim_verdict(verdicts: list[str]) -> str:
-    if verdicts and all(v == REPRODUCED for v in verdicts):
+    """The claim's verdict from its parts' under :data:`CLAIM_RULE`."""
+    measured = [v for v in verdicts if v != NOT_MEASURED]
+    if not measured:
+        return NOT_MEASURED
+    if CONTRADICTED in measured:
+        return CONTRADICTED
+    if len(measured) == len(verdicts) and all(v == REPRODUCED for v in measured):
         return REPRODUCED
-    if any(v in (REPRODUCED, PARTLY) for v in verdicts):
-        return PARTLY
-    return NOT
+    return INCONCLUSIVE
 
 
 def record_evidence(run_dir: str | os.PathLike, key: str, evidence: Evidence) -> None:
@@ -276,10 +442,25 @@ def record_evidence(run_dir: str | os.PathLike, key: str, evidence: Evidence) ->
 
 
 def load_evidence(profile_dir: str | os.PathLike) -> dict[str, Evidence]:
-    """All evidence under ``runs/<profile>/`` (one ``claims_evidence.json`` per notebook dir)."""
+    """All evidence under ``runs/<profile>/`` (one ``claims_evidence.json`` per notebook dir).
+
+    A file that is not valid JSON, or an entry without a ``value``, is a ValueError naming the
+    file; fields this version does not know are ignored (an older or newer writer's extras).
+    """
+    names = {f.name for f in fields(Evidence)}
     found: dict[str, Evidence] = {}
     for path in sorted(Path(profile_dir).glob(f"*/{EVIDENCE_FILE}")):
-        for key, raw in json.loads(path.read_text()).items():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{path} is not valid JSON ({err}); re-execute the notebook that wrote it "
+                f"(frpo book run --only {path.parent.name.split('_', 1)[0]} --force)"
+            ) from err
+        for key, raw in data.items():
+            if not isinstance(raw, dict) or "value" not in raw:
+                raise ValueError(f"{path}: evidence {key!r} has no value")
+            raw = {k: v for k, v in raw.items() if k in names}
             for name in ("interval", "target"):
                 if raw.get(name) is not None:
                     raw[name] = tuple(raw[name])
@@ -287,39 +468,51 @@ def load_evidence(profile_dir: str | os.PathLike) -> dict[str, Evidence]:
     return found
 
 
+def part_row(part: Part, ev: Evidence | None) -> dict:
+    """One part of the scoreboard: what, rule, thresholds, value, interval, seeds, verdict, MDE,
+    paper's effect and how an inconclusive verdict reads, detail and secondary metric."""
+    verdict = part_verdict(part, ev)
+    mde = part_mde(part, ev)
+    return {
+        "key": part.key,
+        "what": part.what,
+        "rule": part.rule.describe(),
+        "thresholds": list(part.rule.thresholds()),
+        "value": None if ev is None else ev.value,
+        "interval": None if ev is None else ev.interval,
+        "target": None if ev is None else ev.target,
+        "seeds": 0 if ev is None else ev.seeds,
+        "df": None if ev is None or ev.exact else ev.t_df(),
+        "exact": False if ev is None else ev.exact,
+        "detail": "not measured in this profile" if ev is None else ev.detail,
+        "secondary": None if ev is None else ev.secondary,
+        "verdict": verdict,
+        "mde": mde,
+        "paper_effect": part.paper_effect,
+        "paper_source": part.paper_source,
+        "reading": reading(part, verdict, mde),
+    }
+
+
 def scoreboard(profile_dir: str | os.PathLike) -> list[dict]:
-    """One row per claim: {id, claim, paper, value, interval, seeds, verdict, notebook, parts}."""
+    """One row per claim: {id, claim, paper, origin, value, interval, seeds, verdict, notebook,
+    parts} with one :func:`part_row` per part; the claim's value and interval are its first
+    part's."""
     evidence = load_evidence(profile_dir)
     rows = []
     for claim in CLAIMS:
-        parts, verdicts = [], []
-        for part in claim.parts:
-            ev = evidence.get(part.key)
-            verdict = part_verdict(part, ev)
-            verdicts.append(verdict)
-            parts.append(
-                {
-                    "key": part.key,
-                    "what": part.what,
-                    "rule": part.rule.describe(),
-                    "value": None if ev is None else ev.value,
-                    "interval": None if ev is None else ev.interval,
-                    "target": None if ev is None else ev.target,
-                    "seeds": 0 if ev is None else ev.seeds,
-                    "detail": "not measured in this profile" if ev is None else ev.detail,
-                    "verdict": verdict,
-                }
-            )
+        parts = [part_row(part, evidence.get(part.key)) for part in claim.parts]
         head = parts[0]
         rows.append(
             {
                 "id": claim.id,
                 "claim": claim.claim,
                 "paper": claim.paper,
+                "origin": claim.origin,
                 "value": head["value"],
                 "interval": head["interval"],
                 "seeds": min(p["seeds"] for p in parts),
-                "verdict": claim_verdict(verdicts),
+                "verdict": claim_verdict([p["verdict"] for p in parts]),
                 "notebook": claim.notebook,
                 "parts": parts,
             }

@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from frpo import numerics
+
+    numerics.pin()  # before torch is imported here or in a notebook kernel (frpo.numerics)
     args = _parser().parse_args(argv)
     from frpo.book import build_book, check_profile, run_profile
     from frpo.book.execute import NotebookFailed

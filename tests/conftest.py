@@ -1,6 +1,11 @@
-"""Test-wide settings: nothing may reach a model or dataset hub."""
+"""Test-wide settings: nothing may reach a model or dataset hub; CPU numerics pinned to AVX2
+(frpo.numerics) before anything imports torch, as the ``frpo`` command line does."""
 
 import os
+
+from frpo import numerics
+
+numerics.pin()
 
 for _name, _value in {
     "HF_HUB_OFFLINE": "1",

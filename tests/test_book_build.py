@@ -53,6 +53,8 @@ def test_front_page_scoreboard_rows_link_to_their_chapters(built):
     table_links = re.findall(r'href="(notebooks/0[12]_\w+\.html)"', front.read_text())
     assert {"notebooks/01_alpha.html", "notebooks/02_beta.html"} <= set(table_links)
     assert "Scoreboard not yet computed" not in text
+    # the forest plot notebook 10 writes beside claims.json opens the scoreboard
+    assert any(src.endswith(pages.FOREST_FIGURE) for src in page.images)
 
 
 def test_every_chapter_has_its_figures(built):
@@ -91,7 +93,10 @@ def test_missing_claims_show_a_notice_instead_of_a_table(built, tmp_path):
     # With claims expected, the same page fails the check.
     chapters = {n: runs / "fix" / "notebooks" / f"{n}.ipynb" for n in ("01_alpha", "02_beta")}
     claims = [{"id": "C9"}]
-    assert check_book(html, chapters, claims=claims) == ["intro.html: scoreboard lacks claim 'C9'"]
+    assert check_book(html, chapters, claims=claims) == [
+        "intro.html: scoreboard lacks claim 'C9'",
+        "intro.html: the scoreboard has no forest plot (claims_forest.png)",
+    ]
 
 
 def test_check_reports_broken_links_images_and_chapters(built, tmp_path):
@@ -146,14 +151,16 @@ def test_measured_cell_lists_every_part_with_its_rule_and_interval():
         "interval": None,
         "parts": [
             {"key": "C2.a", "what": "gap a", "rule": "> 0", "value": 0.0123456,
-             "interval": [-0.01, 0.034567], "verdict": "partly reproduced"},
+             "interval": [-0.01, 0.034567], "verdict": "inconclusive", "mde": 0.05,
+             "paper_effect": 0.1, "reading": "the paper's effect would have been seen"},
             {"key": "C2.b", "what": "gap b", "rule": "> 0", "value": -0.5,
-             "interval": None, "verdict": "not reproduced"},
+             "interval": None, "verdict": "contradicted", "exact": True},
         ],
     }  # fmt: skip
     assert measured_cell(claim) == (
-        "• gap a: **+0.0123 [-0.01, 0.0346]**, needs > 0: partly reproduced<br>"
-        "• gap b: **-0.5**, needs > 0: not reproduced"
+        "• gap a: **+0.0123 [-0.01, 0.0346]** (needs > 0; inconclusive; MDE 0.05; paper +0.1; "
+        "the paper's effect would have been seen)<br>"
+        "• gap b: **-0.5** (needs > 0; contradicted; exact)"
     )
     # a claim without parts shows its own value; NaN and a missing interval read n/a
     assert measured_cell({"value": 2.0, "interval": [1.0, 3.0]}) == "+2 [1, 3]"

@@ -44,6 +44,10 @@ claims = [
      "seeds": 3, "verdict": "not tested", "notebook": "02_beta"},
 ]
 json.dump(claims, open(run_dir.parent / "claims.json", "w"))
+fig, ax = plt.subplots(figsize=(3, 1))
+ax.plot([alpha["fixture/total"]], [0], "o")
+fig.savefig(run_dir.parent / "claims_forest.png")
+plt.close(fig)
 for k in range(2):
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.bar(["a", "b"], [alpha["fixture/total"], k + 1])

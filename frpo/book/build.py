@@ -93,7 +93,11 @@ def assemble(
 
     claims = pages.load_claims(out_dir / "claims.json")
     titles = {n: pages.notebook_title(src / "notebooks" / f"{n}.ipynb") for n in chapters}
-    board = pages.scoreboard_md(claims, chapters, profile, titles)
+    figure = None
+    if claims is not None and (out_dir / pages.FOREST_FIGURE).is_file():
+        shutil.copyfile(out_dir / pages.FOREST_FIGURE, src / pages.FOREST_FIGURE)
+        figure = pages.FOREST_FIGURE
+    board = pages.scoreboard_md(claims, chapters, profile, titles, figure)
     if missing:
         board += (
             "\n:::{note} Not in this build\n"
@@ -105,6 +109,12 @@ def assemble(
     repro = src / "reproducibility.md"
     body = pages.reproducibility_md(read_manifest(out_dir), chapters, profile)
     repro.write_text(pages.fill(repro.read_text(), pages.REPRO_MARK, body, "reproducibility.md"))
+    methods = src / "methods.md"
+    if methods.is_file() and pages.POWER_MARK in methods.read_text():
+        from frpo.power import load_pilot, seed_plan
+
+        table = pages.power_md(seed_plan(load_pilot()))
+        methods.write_text(pages.fill(methods.read_text(), pages.POWER_MARK, table, "methods.md"))
     (src / "_toc.yml").write_text(pages.toc_yaml(chapters, list(PROSE_PAGES)))
     return src
 

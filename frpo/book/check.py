@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from frpo.book.build import executed_chapters
 from frpo.book.execute import profile_dir
-from frpo.book.pages import load_claims
+from frpo.book.pages import FOREST_FIGURE, load_claims
 
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml")
 _SKIP_SCHEMES = ("http", "https", "mailto", "data", "javascript", "tel", "ftp")
@@ -126,6 +126,8 @@ def check_book(
         for claim in claims:
             if str(claim["id"]) not in text:
                 problems.append(f"{front}: scoreboard lacks claim {claim['id']!r}")
+        if claims and not any(Path(s).name == FOREST_FIGURE for s in page.images):
+            problems.append(f"{front}: the scoreboard has no forest plot ({FOREST_FIGURE})")
     for name, notebook in chapters.items():
         html = html_dir / "notebooks" / f"{name}.html"
         if not html.is_file():

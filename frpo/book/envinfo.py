@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from importlib import metadata
 
+from frpo import numerics
+
 PACKAGES = (
     "frpo",
     "torch",
@@ -84,4 +86,5 @@ def environment() -> dict:
         "memory_gib": _memory_gib(),
         "gpus": _gpus(),
         "packages": package_versions(),
+        "numerics": numerics.state(),
     }

@@ -13,6 +13,10 @@ import yaml
 CLAIM_KEYS = ("id", "claim", "paper", "value", "interval", "seeds", "verdict", "notebook")
 SCOREBOARD_MARK = "<!-- frpo:scoreboard -->"
 REPRO_MARK = "<!-- frpo:reproducibility -->"
+POWER_MARK = "<!-- frpo:power -->"
+FOREST_FIGURE = "claims_forest.png"
+"""The scoreboard's forest plot, written by notebook 10 beside ``claims.json`` in
+``runs/<profile>/`` and shown at the top of the front page's scoreboard."""
 
 
 def _cell(value: Any) -> str:
@@ -81,21 +85,96 @@ def _value_text(value: Any, interval: Any) -> str:
     return text
 
 
+def _reference_text(ref: dict | None) -> str:
+    """``ref +0.01 [..]: consistent (p 0.4)``, or that the verdict changed, for one part."""
+    if not ref or ref.get("ref_value") is None:
+        return ""
+    text = f"reference {_value_text(ref['ref_value'], ref.get('ref_interval'))}"
+    if ref.get("consistent") is True:
+        text += f", consistent with noise (p {ref['p']:.2g})" if ref.get("p") is not None else ""
+    elif ref.get("consistent") is False:
+        text += (
+            f", **differs beyond noise (p {ref['p']:.2g})**"
+            if ref.get("p") is not None
+            else ", **differs (exact)**"
+        )
+    else:
+        text += ", not testable"
+    if ref.get("verdict_changed"):
+        text += f"; **verdict changed (was {ref.get('ref_verdict')})**"
+    return text
+
+
+def _part_line(part: dict[str, Any], several: bool) -> str:
+    """One part of the *Measured* cell: what, value [interval], rule, verdict, MDE, the paper's
+    effect and reading, the secondary metric and the reference comparison."""
+    value = _value_text(part.get("value"), part.get("interval"))
+    bits = [f"needs {part['rule']}"] if part.get("rule") else []
+    if several and part.get("verdict"):
+        bits.append(str(part["verdict"]))
+    if part.get("mde") is not None:
+        bits.append(f"MDE {part['mde']:.2g}")
+    if part.get("exact"):
+        bits.append("exact")
+    if part.get("paper_effect") is not None:
+        bits.append(f"paper {part['paper_effect']:+.3g}")
+    if part.get("reading"):
+        bits.append(str(part["reading"]))
+    line = f"{'• ' if several else ''}{_cell(part.get('what', part.get('key', '')))}: **{value}**"
+    line += f" ({_cell('; '.join(bits))})" if bits else ""
+    second = part.get("secondary")
+    if second:
+        shown = _value_text(second.get("value"), second.get("interval"))
+        line += f"; {_cell(second.get('what', ''))}: {shown}"
+    ref = _reference_text(part.get("reference"))
+    return line + (f"; {_cell(ref)}" if ref else "")
+
+
 def measured_cell(claim: dict[str, Any]) -> str:
-    """The *Measured* cell of one claim: one line per part (``parts`` as notebook 10 writes them:
-    key, what, rule, value, interval, verdict), else the claim's own value and interval."""
+    """The *Measured* cell of one claim: one line per part (``parts`` as notebook 10 writes them),
+    else the claim's own value and interval."""
     parts = claim.get("parts") or []
     if not parts:
         return _value_text(claim["value"], claim["interval"])
-    lines = []
-    for part in parts:
-        rule = f", needs {part['rule']}" if part.get("rule") else ""
-        verdict = f": {part['verdict']}" if part.get("verdict") and len(parts) > 1 else ""
-        value = _value_text(part.get("value"), part.get("interval"))
-        bullet = "• " if len(parts) > 1 else ""
-        what = _cell(part.get("what", part.get("key", "")))
-        lines.append(f"{bullet}{what}: **{value}**{rule}{verdict}")
-    return "<br>".join(lines)
+    return "<br>".join(_part_line(part, len(parts) > 1) for part in parts)
+
+
+def _reference_note(claims: list[dict[str, Any]]) -> list[str]:
+    """A line on the reference build, and the parts whose verdict changed against it."""
+    meta = next((c.get("reference") for c in claims if c.get("reference")), None)
+    if not meta:
+        return ["No reference build is shipped for this profile.", ""]
+    machine = meta.get("machine") or {}
+    changed = [
+        p["key"]
+        for c in claims
+        for p in c.get("parts", [])
+        if (p.get("reference") or {}).get("verdict_changed")
+    ]
+    differs = [
+        p["key"]
+        for c in claims
+        for p in c.get("parts", [])
+        if (p.get("reference") or {}).get("consistent") is False
+    ]
+    lines = [
+        f"Each part is also compared with the **reference build** shipped in "
+        f"`reference/{meta.get('profile')}.json` (commit `{str(meta.get('commit'))[:12]}`, "
+        f"{machine.get('cpu', 'unknown CPU')}, {machine.get('cpu_count', '?')} cores): a Welch "
+        "test from both intervals says whether the difference is larger than seed noise explains.",
+        "",
+    ]
+    if changed or differs:
+        lines += [
+            ":::{warning} Differences from the reference build",
+            f"Verdict changed: {', '.join(changed) or 'none'}. "
+            f"Value differs beyond noise: {', '.join(differs) or 'none'}.",
+            ":::",
+            "",
+        ]
+    else:
+        lines += ["Every verdict matches the reference build's.", ""]
+    return lines
 
 
 def scoreboard_md(
@@ -103,10 +182,12 @@ def scoreboard_md(
     chapters: list[str],
     profile: str,
     titles: dict[str, str] | None = None,
+    figure: str | None = None,
 ) -> str:
-    """The front-page scoreboard: a table with a link per claim to its chapter (link text: the
-    chapter's title from ``titles``, else its name), or a visible notice when the claims have
-    not been computed for this profile."""
+    """The front-page scoreboard: the forest plot (``figure``, a path relative to the front page),
+    then a table with a link per claim to its chapter (link text: the chapter's title from
+    ``titles``, else its name), or a visible notice when the claims have not been computed for
+    this profile."""
     titles = titles or {}
     head = [
         "(scoreboard)=",
@@ -128,15 +209,33 @@ def scoreboard_md(
                 "",
             ]
         )
+    if figure:
+        head += [
+            f"```{{figure}} {figure}",
+            ":name: forest",
+            ":alt: forest plot of every claim part",
+            "",
+            "Every measured part: estimate and 95% interval coloured by verdict, the rule's "
+            "threshold (dashed), the paper's effect (diamond) and the reference build (grey), each "
+            "row on its own scale.",
+            "```",
+            "",
+        ]
     lines = [
         *head,
-        f"Each row is one claim of the paper, checked at this profile's scale. *Measured* is this "
+        f"Each row is one claim, checked at this profile's scale. *Measured* is this "
         f"reproduction's number for each part of the claim (from `runs/{profile}/claims.json`): "
-        "what was measured, its mean with a 95% interval over seeds, and the rule, fixed before "
-        "the runs, that the part must meet; *seeds* is how many independent runs the numbers "
-        "rest on (seeds; fine-tuning settings for the sweep; 1 for an exact computation) and "
-        "*paper* what the paper reports. A claim is reproduced when every part is.",
+        "what was measured, its mean with a 95% interval over seeds, the rule, fixed before "
+        "the runs, that the part must meet, and its minimal detectable effect (MDE: the distance "
+        "from the rule's threshold these seeds detect with 80% power). A part is *reproduced* "
+        "when its whole interval lies on the claim's side of the rule, *contradicted* when it "
+        "lies wholly on the other side, *inconclusive* when it straddles; an inconclusive part "
+        "says whether the paper's effect, where the paper gives one, would have been seen. "
+        "*Seeds* is how many independent runs the numbers rest on (seeds; fine-tuning settings "
+        "for the sweep; 1 for an exact computation). Claims marked *(frpo extension)* are this "
+        "package's, not the paper's.",
         "",
+        *_reference_note(claims),
         "| Claim | Statement | Paper | Measured | Seeds | Verdict | Notebook |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -149,8 +248,11 @@ def scoreboard_md(
         )
         seeds = c["seeds"]
         seeds = len(seeds) if isinstance(seeds, list | tuple) else seeds
-        cells = [_cell(c["id"]), _cell(c["claim"]), _cell(c["paper"]), measured_cell(c)]
-        cells += [_cell(seeds), _cell(c["verdict"]), link]
+        statement = _cell(c["claim"])
+        if c.get("origin", "paper") != "paper":
+            statement += f" *({_cell(c['origin'])})*"
+        cells = [_cell(c["id"]), statement, _cell(c["paper"]), measured_cell(c)]
+        cells += [_cell(seeds), f"**{_cell(c['verdict'])}**", link]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([*lines, ""])
 
@@ -231,6 +333,32 @@ def reproducibility_md(manifest: dict, chapters: list[str], profile: str) -> str
         lines += [f"`{name}`:", "", "```json", json.dumps(params, indent=1, sort_keys=True), "```"]
         lines += [""]
     return "\n".join(lines)
+
+
+def power_md(plan: list[dict[str, Any]]) -> str:
+    """The power analysis table of the methods page (rows of :func:`frpo.power.seed_plan`)."""
+    header = [
+        "Part",
+        "Family (metric)",
+        "Pilot SD",
+        "Family SD (df)",
+        "Planning SD",
+        "Target MDE",
+        "Seeds",
+    ]
+    rows = [
+        [
+            r["part"],
+            f"{r['family']} ({r['metric']})",
+            r["pilot_sd"],
+            f"{r['family_sd']:.3g} ({r['family_df']})",
+            r["plan_sd"],
+            r["target_mde"],
+            r["seeds"],
+        ]
+        for r in plan
+    ]
+    return "\n".join(_table(header, rows))
 
 
 def fill(template: str, mark: str, content: str, page: str) -> str:

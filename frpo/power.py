@@ -1,0 +1,125 @@
+"""The power analysis behind the toy profile's seeds (issue: verdicts that survive a new machine).
+
+The pilot is the 3-seed toy build that preceded this analysis: for every GRPO-vs-FRPO comparison it
+holds the per-seed paired differences (``reference/power_pilot.json``, written once from those
+runs). The seeds of each comparison are chosen from it, before the new seeds are run, by one rule:
+
+1. Comparisons that measure the same kind of quantity form a *family* (:data:`FAMILIES`); a
+   family's standard deviation of per-seed differences is pooled over its comparisons
+   (``sqrt(mean of variances)``, with ``sum(n_i - 1)`` degrees of freedom), since three seeds say
+   little about one comparison's spread alone.
+2. The planning SD is the pooled SD times the 80% upper confidence factor
+   ``sqrt(df / chi2_{0.2}(df))``: the plan holds unless the pilot underestimated the spread by
+   more than one chance in five.
+3. The seeds are the fewest paired seeds whose MDE (:func:`frpo.stats.detectable_effect`: 80%
+   power, two-sided 5%) at that SD is at most the comparison's target (:data:`TARGETS`: 0.05 for
+   C2, the headline; 0.1 for the others, on the [0, 1] reward scale), and at least
+   :data:`MIN_SEEDS`.
+
+The realised MDE of every part is reported on the scoreboard after the run, from the spread the new
+seeds show; the plan is what was fixed in advance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from scipy import stats
+
+from frpo.paths import repo_root
+from frpo.stats import seeds_for_mde
+
+PILOT = "reference/power_pilot.json"
+MIN_SEEDS = 5
+"""No comparison rests on fewer paired seeds: its SD then has at least 4 degrees of freedom."""
+UPPER = 0.8
+"""Confidence of the upper bound on the pilot's SD that the plan uses."""
+FAMILIES = {
+    "kept safety at matched KL": (
+        "C2.alpaca",
+        "C2.gsm8k",
+        "C6.downstream",
+        "C8.sam_vs_grpo",
+        "C8.frpo_vs_sam",
+    ),
+    "stage-1 reward and task score": ("C1", "C3", "C5.reward"),
+    "math and code accuracy": ("C7.math", "C7.code"),
+    "entropy ratio": ("C5.entropy",),
+}
+PRIMARY = {
+    "kept safety at matched KL": "exact harmful refusal mass",
+    "stage-1 reward and task score": None,  # each comparison's only metric
+    "math and code accuracy": None,
+    "entropy ratio": None,
+}
+"""The metric a family is planned on when the pilot has several (None: the one there is)."""
+TARGETS = {"C2.alpaca": 0.05, "C2.gsm8k": 0.05}
+DEFAULT_TARGET = 0.1
+
+
+def load_pilot(path: Path | None = None) -> dict:
+    """The pilot's comparisons: ``{part: {metric: {"per_seed": [...], "note": str}}}``."""
+    path = Path(path) if path else repo_root() / PILOT
+    data = json.loads(path.read_text())
+    return data["comparisons"]
+
+
+def _per_seed(comparison: dict, metric: str | None) -> list[float]:
+    if metric is None:
+        if len(comparison) != 1:
+            raise ValueError(f"several metrics {sorted(comparison)}: name the family's primary")
+        metric = next(iter(comparison))
+    return list(comparison[metric]["per_seed"])
+
+
+def family_sd(pilot: dict, parts, metric: str | None) -> tuple[float, int]:
+    """Pooled SD of per-seed differences over ``parts`` and its degrees of freedom."""
+    variances, df = [], 0
+    for part in parts:
+        x = _per_seed(pilot[part], metric)
+        n = len(x)
+        mean = sum(x) / n
+        variances.append(sum((v - mean) ** 2 for v in x) / (n - 1))
+        df += n - 1
+    return math.sqrt(sum(variances) / len(variances)), df
+
+
+def upper_factor(df: int, confidence: float = UPPER) -> float:
+    """``sqrt(df / chi2_{1 - confidence}(df))``: an SD estimated on ``df`` degrees of freedom,
+    times this, bounds the true SD from above with probability ``confidence``."""
+    return math.sqrt(df / stats.chi2.ppf(1 - confidence, df))
+
+
+def seed_plan(pilot: dict) -> list[dict]:
+    """One row per comparison: family, metric, pilot SD (its own and the family's), planning SD,
+    target MDE and the seeds chosen (see the module docstring)."""
+    rows = []
+    for family, parts in FAMILIES.items():
+        metric = PRIMARY[family]
+        pooled, df = family_sd(pilot, parts, metric)
+        plan_sd = pooled * upper_factor(df)
+        for part in parts:
+            own, _ = family_sd(pilot, [part], metric)
+            target = TARGETS.get(part, DEFAULT_TARGET)
+            rows.append(
+                {
+                    "part": part,
+                    "family": family,
+                    "metric": metric or next(iter(pilot[part])),
+                    "pilot_seeds": len(_per_seed(pilot[part], metric)),
+                    "pilot_sd": own,
+                    "family_sd": pooled,
+                    "family_df": df,
+                    "plan_sd": plan_sd,
+                    "target_mde": target,
+                    "seeds": max(MIN_SEEDS, seeds_for_mde(plan_sd, target)),
+                }
+            )
+    return rows
+
+
+def seeds_needed(plan: list[dict]) -> dict[str, int]:
+    """``{part: seeds}`` of a plan."""
+    return {row["part"]: row["seeds"] for row in plan}
