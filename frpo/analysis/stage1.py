@@ -15,23 +15,17 @@ method key of :mod:`frpo.recipes` (``grpo``, ``frpo-0.5``, ``frpo-0.5-nobase``).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from frpo.recipes import parse_method
+from frpo.recipes import objective_lam
 from frpo.stats import mean_interval, paired_difference
 
 SUMMARY_KEYS = ("train_runtime", "train_loss")
 """Keys that mark TRL's end-of-training summary row (not a training step)."""
-
-
-def method_lam(key: str) -> float:
-    """lam of a method key; ``inf`` for GRPO and SAM (the lam -> inf limit is the mean reward)."""
-    return float(parse_method(key).get("lam", math.inf))
 
 
 def read_curves(run_dir: str | Path) -> pd.DataFrame:
@@ -75,7 +69,7 @@ def collect(runs: Mapping[tuple[str, int], str | Path]) -> tuple[pd.DataFrame, p
         c.insert(0, "seed", int(seed))
         c.insert(0, "method", method)
         curves.append(c)
-        finals.append({"method": method, "seed": int(seed), "lam": method_lam(method)})
+        finals.append({"method": method, "seed": int(seed), "lam": objective_lam(method)})
         finals[-1].update(read_final(run_dir))
     return pd.concat(curves, ignore_index=True), pd.DataFrame(finals)
 
@@ -152,7 +146,7 @@ def paired_vs(
             raise ValueError(f"paired_vs: {method!r} and {reference!r} share no seed")
         d, lo, hi = paired_difference(mine.loc[seeds].to_numpy(), ref.loc[seeds].to_numpy())
         rows.append(
-            {"method": method, "lam": method_lam(method), "diff": d, "lo": lo, "hi": hi}
+            {"method": method, "lam": objective_lam(method), "diff": d, "lo": lo, "hi": hi}
             | {"n": len(seeds)}
         )
     out = pd.DataFrame(rows, columns=["method", "lam", "diff", "lo", "hi", "n"])
@@ -219,7 +213,7 @@ def betas_literal(betas: Mapping[str, float], digits: int | None = None) -> str:
     the very runs the search made (a run's directory is the hash of its spec, beta included);
     ``digits`` rounds to that many significant digits instead (for display).
     """
-    keys = sorted(betas, key=lambda k: (-method_lam(k), k))
+    keys = sorted(betas, key=lambda k: (-objective_lam(k), k))
 
     def fmt(v: float) -> str:
         return repr(float(v)) if digits is None else f"{float(v):.{digits}g}"
