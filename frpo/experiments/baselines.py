@@ -52,6 +52,10 @@ class Baselines:
     budget_sft_dirs: dict
     times: dict[str, float]
 
+    def sft_traj(self) -> pd.DataFrame:
+        """The trajectories of the GRPO, FRPO and SAM SFT runs (columns ``method``, ``seed``)."""
+        return ds.trajectory_frame(self.sft_dirs, ("method", "seed"))
+
     def kept(self) -> list[dict]:
         """Per SFT run of GRPO, FRPO and SAM: kept safety at the common KL of its seed."""
         curves = {k: _curve(p) for k, p in self.sft_dirs.items()}

@@ -143,6 +143,10 @@ class DownstreamSFT:
             "target_whole": ds.taylor_target(self.stage1_std, rho_lo * mean_len, rho_hi * mean_len),
         }
 
+    def high_traj(self) -> pd.DataFrame:
+        """The trajectories of the large-learning-rate SFT runs (columns ``method``, ``seed``)."""
+        return ds.trajectory_frame(self.high_dirs, ("method", "seed"))
+
     def high_lr_table(self) -> pd.DataFrame:
         """Table 1's columns after the large-learning-rate SFT, mean over seeds per method."""
         he = ds.metrics_frame(self.high_eval_dirs, ("method", "seed"))

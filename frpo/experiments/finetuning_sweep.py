@@ -21,7 +21,7 @@ import pandas as pd
 from frpo.analysis import downstream as ds
 from frpo.analysis import sweep as sw
 from frpo.experiments import evidence
-from frpo.experiments.runs import run_specs
+from frpo.experiments.runs import quietly, run_specs
 from frpo.experiments.specs import eval_specs, stage1_specs
 from frpo.recipes import method_key, sft_spec
 from frpo.stages.sources import open_source
@@ -44,6 +44,7 @@ class FinetuningSweep:
     parent_dirs: dict
     bound_dirs: dict
     backend: object
+    run_dir: Path
     table: pd.DataFrame
     helpful_before: dict[str, float]
 
@@ -71,6 +72,10 @@ class FinetuningSweep:
         """``table`` with the robust reward predicted at each run's KL, whole-response
         (``predicted_whole``: per-token KL x the stage-1 model's mean response length) and
         per-token (``predicted_token``), and the stage-1 models' mean response lengths."""
+        with quietly(self.run_dir, "robust reward"):
+            return self._robust_floor()
+
+    def _robust_floor(self) -> tuple[pd.DataFrame, dict]:
         table = self.table.copy()
         lengths: dict[tuple, float] = {}
         rewards: dict[tuple, np.ndarray] = {}
@@ -217,6 +222,7 @@ def run(
         parent_dirs=parent_dirs,
         bound_dirs=bound_dirs,
         backend=open_source(parents[models[0], sweep_seeds[0]].source),
+        run_dir=Path(run_dir),
         table=pd.DataFrame(rows),
         helpful_before=before,
     )

@@ -20,7 +20,7 @@ import pandas as pd
 
 from frpo.analysis import stage1 as s1
 from frpo.experiments import evidence
-from frpo.experiments.runs import run_specs
+from frpo.experiments.runs import quietly, run_specs
 from frpo.experiments.specs import stage1_specs
 from frpo.recipes import method_key, stage1_spec
 
@@ -156,7 +156,8 @@ def run(
     )
     curves, finals = s1.collect(runs)
     col = reward_column(stage1)
-    base = s1.base_reference(world, stage1)[f"frpo/base/reward/{stage1['tasks'][0]}"]
+    with quietly(run_dir, "pi_ref reference"):
+        base = s1.base_reference(world, stage1)[f"frpo/base/reward/{stage1['tasks'][0]}"]
     return RLHFSafety(
         methods=methods,
         seeds=list(seeds),

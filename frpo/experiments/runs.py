@@ -15,9 +15,10 @@ chapter's ``logs/`` folder to the same place beside the HTML, so one link serves
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,6 +80,32 @@ def run_specs(
     line = progress_line(label, len(dirs), built, time.perf_counter() - t0)
     (say or _show)(line, f"../{Path(run_dir).name}/{LOGS}/{sweep_log.name}")
     return dirs
+
+
+def start(run_dir: str | Path, n_threads: int) -> Path:
+    """What every experiment notebook does first: resolve and create its ``run_dir``
+    (:func:`frpo.paths.resolve`), set torch's CPU threads, and import the training libraries
+    with their import-time warnings sent to ``<run_dir>/logs/imports.log``. Returns the path."""
+    import torch
+
+    from frpo.paths import resolve
+
+    path = resolve(run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(n_threads)
+    with quietly(path, "imports"):
+        import datasets  # noqa: F401
+        import transformers  # noqa: F401
+        import trl  # noqa: F401
+    return path
+
+
+@contextlib.contextmanager
+def quietly(run_dir: str | Path, label: str) -> Iterator[Path]:
+    """Library output of the block (work outside a run: loading pi_ref, a reward model) goes to
+    ``<run_dir>/logs/<label as a file name>.log`` (appended)."""
+    with library_output(Path(run_dir) / LOGS / f"{slug(label)}.log") as path:
+        yield path
 
 
 def progress_line(label: str, n: int, built: int, seconds: float) -> str:

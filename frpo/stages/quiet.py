@@ -10,7 +10,8 @@ its code and its first figure. :func:`library_output` sends all of it to one fil
 - every :class:`logging.StreamHandler` (transformers', datasets', TRL's, accelerate's loggers)
   writes to the file;
 - inside an IPython kernel, rich display outputs (the Trainer's notebook progress table) are
-  captured and their text appended to the file when the run ends;
+  captured and their text appended to the file when the run ends (an updated display once, as
+  its last state);
 - the progress bars of transformers, huggingface_hub and datasets are switched off (their own
   switches), so the file holds warnings and logs rather than thousands of bar refreshes.
 
@@ -37,10 +38,10 @@ def library_output(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", buffering=1, encoding="utf-8", errors="replace") as log:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(_progress_bars_off())
             stack.enter_context(_file_descriptors_to(log))
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(contextlib.redirect_stderr(log))
+            stack.enter_context(_progress_bars_off())
             stack.enter_context(_log_handlers_to(log))
             stack.enter_context(_displays_to(log))
             yield path
@@ -66,41 +67,67 @@ def _file_descriptors_to(log: TextIO) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _log_handlers_to(log: TextIO) -> Iterator[None]:
-    """Every console ``StreamHandler`` of every logger writes to ``log``, then back."""
-    loggers = [logging.getLogger()] + [
-        obj for obj in logging.Logger.manager.loggerDict.values() if isinstance(obj, logging.Logger)
-    ]
-    moved: list[tuple[logging.StreamHandler, TextIO]] = []
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler
-            ):
-                moved.append((handler, handler.setStream(log)))
+    """Every console ``StreamHandler`` of every logger writes to ``log``, then back.
+
+    A handler a library creates during the block binds the redirected ``sys.stderr`` (``log``);
+    on exit it is pointed at the ``sys.stderr`` of before the block, as is one left bound to a
+    closed log by an earlier block.
+    """
+    outer = sys.stderr
+    moved = {}
+    for handler in _console_handlers():
+        stream = handler.stream
+        if stream is not log:  # a handler that follows sys.stderr writes to log already
+            moved[handler] = outer if getattr(stream, "closed", False) else stream
+            _point(handler, log)
     try:
         yield
     finally:
-        for handler, stream in moved:
-            handler.setStream(stream)
+        for handler in _console_handlers():
+            if handler.stream is log:
+                _point(handler, moved.get(handler, outer))
+
+
+def _console_handlers() -> list[logging.StreamHandler]:
+    """The ``StreamHandler``s (not file handlers) of the root and every named logger."""
+    loggers = [logging.getLogger()] + [
+        obj for obj in logging.Logger.manager.loggerDict.values() if isinstance(obj, logging.Logger)
+    ]
+    return [
+        h
+        for logger in loggers
+        for h in logger.handlers
+        if isinstance(h, logging.StreamHandler)
+        and not isinstance(h, logging.FileHandler)
+        and not isinstance(type(h).__dict__.get("stream"), property)  # logging.lastResort
+    ]
+
+
+def _point(handler: logging.StreamHandler, stream: TextIO) -> None:
+    """``handler.setStream(stream)`` without flushing a stream that is already closed."""
+    with handler.lock:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            handler.stream.flush()
+        handler.stream = stream
 
 
 @contextlib.contextmanager
 def _progress_bars_off() -> Iterator[None]:
     """transformers' (and with it huggingface_hub's) and datasets' progress bars off, then back."""
-    from datasets.utils import tqdm as datasets_bars
+    import datasets
     from transformers.utils import logging as transformers_logging
 
     was_on = transformers_logging.is_progress_bar_enabled()
-    datasets_was_off = datasets_bars.are_progress_bars_disabled()
+    datasets_was_off = datasets.are_progress_bars_disabled()
     transformers_logging.disable_progress_bar()
-    datasets_bars.disable_progress_bars()
+    datasets.disable_progress_bars()
     try:
         yield
     finally:
         if was_on:
             transformers_logging.enable_progress_bar()
         if not datasets_was_off:
-            datasets_bars.enable_progress_bars()
+            datasets.enable_progress_bars()
 
 
 _TAG = re.compile(r"<[^>]+>")
@@ -119,7 +146,13 @@ def _displays_to(log: TextIO) -> Iterator[None]:
         try:
             yield
         finally:
-            for output in captured.outputs:
+            # an updated display (a progress table) counts once, as its last state
+            last: dict = {}
+            for i, output in enumerate(captured.outputs):
+                display_id = (output.transient or {}).get("display_id", i)
+                last.pop(display_id, None)
+                last[display_id] = output
+            for output in last.values():
                 log.write(display_text(output.data) + "\n")
 
 
