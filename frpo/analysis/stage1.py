@@ -74,33 +74,6 @@ def collect(runs: Mapping[tuple[str, int], str | Path]) -> tuple[pd.DataFrame, p
     return pd.concat(curves, ignore_index=True), pd.DataFrame(finals)
 
 
-def seed_band(curves: pd.DataFrame, column: str, window: int = 1) -> pd.DataFrame:
-    """Per (method, step): mean over seeds and its 95% t-interval (``lo``/``hi`` equal the mean
-    when a step has one seed, so a band of width 0 is drawn rather than nothing).
-
-    ``curves``: long format with ``method``, ``seed``, ``step`` and ``column``. ``window`` > 1
-    first replaces each run's value by its trailing mean over the last ``window`` logged steps
-    (fewer at the start), since one step's value is one batch of answers.
-    """
-    _need(curves, ("method", "seed", "step", column), "seed_band")
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    data = curves.dropna(subset=[column]).sort_values(["method", "seed", "step"])
-    data = data.assign(
-        _y=data.groupby(["method", "seed"])[column].transform(
-            lambda x: x.rolling(window, min_periods=1).mean()
-        )
-    )
-    column = "_y"
-    rows = []
-    for (method, step), g in data.groupby(["method", "step"], sort=True):
-        m, lo, hi = mean_interval(g[column].to_numpy())
-        if len(g) == 1:
-            lo = hi = m
-        rows.append({"method": method, "step": step, "mean": m, "lo": lo, "hi": hi, "n": len(g)})
-    return pd.DataFrame(rows, columns=["method", "step", "mean", "lo", "hi", "n"])
-
-
 def tail_mean(curves: pd.DataFrame, column: str, last: int) -> pd.DataFrame:
     """Per (method, seed): the mean of ``column`` over the last ``last`` logged steps.
 

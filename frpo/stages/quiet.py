@@ -5,8 +5,9 @@ model shards" bars, TRL's "Tokenizing train dataset" bars (datasets ``map``), th
 table, deprecation warnings. A notebook that builds forty runs would show forty such blocks between
 its code and its first figure. :func:`library_output` sends all of it to one file per run instead:
 
-- Python's ``sys.stdout`` and ``sys.stderr`` (``print``, tqdm bars, ``warnings.showwarning``) and
-  the process's file descriptors 1 and 2 (what C extensions write) point at the file;
+- Python's ``sys.stdout`` and ``sys.stderr`` (``print``, tqdm bars) and the process's file
+  descriptors 1 and 2 (what C extensions write) point at the file, and Python warnings are
+  written to it (``warnings.showwarning``; the filters are unchanged);
 - every :class:`logging.StreamHandler` (transformers', datasets', TRL's, accelerate's loggers)
   writes to the file;
 - inside an IPython kernel, rich display outputs (the Trainer's notebook progress table) are
@@ -26,6 +27,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -43,6 +45,7 @@ def library_output(path: str | os.PathLike) -> Iterator[Path]:
             stack.enter_context(contextlib.redirect_stderr(log))
             stack.enter_context(_progress_bars_off())
             stack.enter_context(_log_handlers_to(log))
+            stack.enter_context(_warnings_to(log))
             stack.enter_context(_displays_to(log))
             yield path
 
@@ -109,6 +112,19 @@ def _point(handler: logging.StreamHandler, stream: TextIO) -> None:
         with contextlib.suppress(ValueError, OSError, AttributeError):
             handler.stream.flush()
         handler.stream = stream
+
+
+@contextlib.contextmanager
+def _warnings_to(log: TextIO) -> Iterator[None]:
+    """Python warnings shown during the block are written to ``log`` (whoever shows them
+    otherwise: the default to ``sys.stderr``, or a test runner's recorder); filters unchanged."""
+    with warnings.catch_warnings():
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            log.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+        warnings.showwarning = show
+        yield
 
 
 @contextlib.contextmanager
