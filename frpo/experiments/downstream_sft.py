@@ -256,14 +256,14 @@ def run(
     stage-1 reward std of the Taylor rule is ``stage1_std_key`` of the ``metrics.json`` of
     notebook ``stage1_std_from`` (a folder beside ``run_dir``; notebook 03 records it).
     """
-    stage1_std = ds.read_metric(
-        Path(run_dir).parent / stage1_std_from / "metrics.json", stage1_std_key
-    )
     keys = list(methods) or sweep_methods(betas)
     main = main_method(lam_main)
     for need in ("grpo", main):
         if need not in keys:
             raise ValueError(f"method {need!r} is needed for C2/C3 but not among {keys}")
+    stage1_std = ds.read_metric(
+        Path(run_dir).parent / stage1_std_from / "metrics.json", stage1_std_key
+    )
     pair = ("grpo", main)
     parents = stage1_specs(keys, seeds, world, stage1, betas)
     sfts = sft_specs(parents, sft, track)
