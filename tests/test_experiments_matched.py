@@ -45,9 +45,16 @@ def test_compare_two_seeds_by_hand(tmp_path):
     assert res["end_gap"][0] == pytest.approx(0.2)
     rows = seed_rows(res, [0, 1], ("FRPO", "GRPO"), tags={"dataset": "alpaca"})
     assert list(rows[0]) == [
-        "dataset", "seed", "common KL", "FRPO", "GRPO", "gap", "end gap", "end KL FRPO",
+        "dataset",
+        "seed",
+        "common KL",
+        "FRPO",
+        "GRPO",
+        "gap",
+        "end gap",
+        "end KL FRPO",
         "end KL GRPO",
-    ]  # fmt: skip
+    ]
     assert rows[1]["seed"] == 1 and rows[1]["FRPO"] == pytest.approx(0.9)
     assert rows[0]["end KL GRPO"] == pytest.approx(0.3)
     only = seed_rows(res, [0, 1], ("x", "y"), ("gap", "grid gap"))

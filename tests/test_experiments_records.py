@@ -284,8 +284,15 @@ def test_c8_and_replay_of_the_baselines(tmp_path):
     assert "pooled +0.333" in ev.detail  # mean(sam - grpo) / mean(frpo - grpo) = 0.1 / 0.3
     assert metrics["replay"]["gain"]["grpo"][0] == pytest.approx(0.1)
     assert list(metrics["replay"]["per_seed"][0]) == [
-        "method", "seed", "common KL", "replay", "plain", "gap", "end KL replay", "end KL plain",
-    ]  # fmt: skip
+        "method",
+        "seed",
+        "common KL",
+        "replay",
+        "plain",
+        "gap",
+        "end KL replay",
+        "end KL plain",
+    ]
 
 
 def test_c7_of_math_then_code(tmp_path):

@@ -132,6 +132,22 @@ class Baselines:
             )
         return rows
 
+    def summary(self) -> pd.DataFrame:
+        """C8 and the replay gains with their intervals."""
+        c8 = self.c8(self.kept())
+        rows = [
+            {
+                "quantity": "C8 SAM on the GRPO-FRPO scale",
+                "value": c8["mean"],
+                "lo": c8["lo"],
+                "hi": c8["hi"],
+            }
+        ]
+        for m, r in self.replay_gaps().items():
+            mean, lo, hi = r["gap"]
+            rows.append({"quantity": f"replay gain {m}", "value": mean, "lo": lo, "hi": hi})
+        return pd.DataFrame(rows)
+
     def record(self, run_dir: str | Path, t_start: float) -> dict:
         """Write C8 (when a seed is usable) and ``metrics.json`` into ``run_dir``; the metrics."""
         rows = self.kept()

@@ -27,8 +27,13 @@ SAFETY = ds.TRACK_SAFETY
 HELP = "frpo/track/reward/helpful"
 REFUSAL = "frpo/exact/harmful/refusal_mass"
 COMPLY = "frpo/exact/borderline/comply_mass"
-VALUE_KEYS = (f"{SAFETY}/end", f"{HELP}/end", f"{SAFETY}/change", f"{HELP}/change",
-              f"{ds.TRACK_KL}/end")  # fmt: skip
+VALUE_KEYS = (
+    f"{SAFETY}/end",
+    f"{HELP}/end",
+    f"{SAFETY}/change",
+    f"{HELP}/change",
+    f"{ds.TRACK_KL}/end",
+)
 """The per-run numbers averaged per method (mean and t-interval over seeds)."""
 EXACT_KEYS = (f"{REFUSAL}/start", f"{REFUSAL}/end", f"{COMPLY}/start", f"{COMPLY}/end")
 

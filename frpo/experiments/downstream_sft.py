@@ -156,6 +156,36 @@ class DownstreamSFT:
         table.columns = list(keep)
         return table
 
+    def summary(self) -> pd.DataFrame:
+        """The claim numbers with their intervals (C4: the best lam and the per-token range)."""
+        c2, c3, c4 = self.c2(), self.c3(), self.c4()
+        rows = [
+            {
+                "quantity": f"C2.{d} kept safety gap at common KL",
+                "value": r["gap"][0],
+                "lo": r["gap"][1],
+                "hi": r["gap"][2],
+            }
+            for d, r in c2.items()
+        ]
+        rows.append(
+            {
+                "quantity": f"C3 {self.c3_task()} score gap after SFT",
+                "value": c3[0],
+                "lo": c3[1],
+                "hi": c3[2],
+            }
+        )
+        rows.append(
+            {
+                "quantity": "C4 best lam",
+                "value": c4["best_lam"],
+                "lo": c4["target"][0],
+                "hi": c4["target"][1],
+            }
+        )
+        return pd.DataFrame(rows)
+
     def record(self, run_dir: str | Path, t_start: float) -> dict:
         """Write C2.<dataset>, C3, C4 and ``metrics.json`` into ``run_dir``; the metrics.
 

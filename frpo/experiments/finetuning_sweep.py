@@ -92,6 +92,33 @@ class FinetuningSweep:
         table["predicted_token"] = token
         return table, lengths
 
+    def summary(self, floors: pd.DataFrame) -> pd.DataFrame:
+        """C9's two numbers with their intervals, and the share of runs that kept at least the
+        robust floor (``floors`` as from :meth:`robust_floor`)."""
+        cov, col, thr = self.coverage(), self.collapse(), self.kl_threshold
+        return pd.DataFrame(
+            [
+                {
+                    "quantity": f"C9.coverage: share of settings with KL <= {thr:g}",
+                    "value": cov["share"],
+                    "lo": cov["lo"],
+                    "hi": cov["hi"],
+                },
+                {
+                    "quantity": "C9.collapse: helpfulness beyond minus within",
+                    "value": col["diff"],
+                    "lo": col["lo"],
+                    "hi": col["hi"],
+                },
+                {
+                    "quantity": "runs keeping >= robust floor (whole-response rho)",
+                    "value": holds(floors, "predicted_whole"),
+                    "lo": np.nan,
+                    "hi": np.nan,
+                },
+            ]
+        )
+
     def record(self, run_dir: str | Path, t_start: float) -> dict:
         """Write C9.coverage, C9.collapse and ``metrics.json`` into ``run_dir``; the metrics."""
         cov, col, thr = self.coverage(), self.collapse(), self.kl_threshold

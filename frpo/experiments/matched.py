@@ -25,8 +25,9 @@ def compare(
     pair) and ``kl_common``, as :func:`frpo.analysis.downstream.paired_gaps`.
     """
     if len(a_runs) != len(b_runs) or not a_runs:
-        raise ValueError(f"compare needs equal, non-zero numbers of runs: {len(a_runs)} and "
-                         f"{len(b_runs)}")  # fmt: skip
+        raise ValueError(
+            f"compare needs equal, non-zero numbers of runs: {len(a_runs)} and {len(b_runs)}"
+        )
     pairs = []
     for a, b in zip(a_runs, b_runs, strict=True):
         pairs.append((*curve(read_trajectory(a), y), *curve(read_trajectory(b), y)))

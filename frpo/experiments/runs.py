@@ -64,8 +64,11 @@ def run_specs(
     for key, spec in specs.items():
         target = run_path(spec, profile)
         if is_complete(target):
-            _append(sweep_log, f"\n## {_short(target)}: reused (built before; its log, if built "
-                               f"here: {_short(log_path(spec, profile))})\n")  # fmt: skip
+            _append(
+                sweep_log,
+                f"\n## {_short(target)}: reused (built before; its log, if built "
+                f"here: {_short(log_path(spec, profile))})\n",
+            )
             with library_output(sweep_log):
                 dirs[key] = run_stage(spec, profile)
             continue
@@ -74,8 +77,11 @@ def run_specs(
         with library_output(own):
             dirs[key] = run_stage(spec, profile)
         built += 1
-        _append(sweep_log, f"\n## {_short(target)}: built in {time.perf_counter() - t_run:.1f} s "
-                           f"(log: {_short(own)})\n")  # fmt: skip
+        _append(
+            sweep_log,
+            f"\n## {_short(target)}: built in {time.perf_counter() - t_run:.1f} s "
+            f"(log: {_short(own)})\n",
+        )
         _append(sweep_log, own.read_text(errors="replace"))
     line = progress_line(label, len(dirs), built, time.perf_counter() - t0)
     (say or _show)(line, f"../{Path(run_dir).name}/{LOGS}/{sweep_log.name}")
