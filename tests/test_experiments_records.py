@@ -34,6 +34,7 @@ from frpo.experiments import (
     rlhf_safety,
 )
 from frpo.experiments.downstream_rl import HELP
+from frpo.experiments.specs import Stage1Block
 
 T975_1 = 12.706204736174707  # Student t, 97.5%, 1 degree of freedom: half-width t * sd / sqrt(2)
 
@@ -215,9 +216,7 @@ def test_downstream_sft_needs_grpo_and_the_main_lam():
         downstream_sft.run(
             "smoke",
             "unused",
-            world={},
-            stage1={},
-            betas={"grpo": 0.1, "frpo-1": 0.1},
+            Stage1Block({}, {}, {"grpo": 0.1, "frpo-1": 0.1}),
             seeds=[0],
             methods=[],
             lam_main=0.2,

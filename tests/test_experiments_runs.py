@@ -77,7 +77,7 @@ def test_run_specs_builds_reuses_and_logs(fake_stage, console_logger, tmp_path, 
     )
     assert lines[0][0].startswith("SFT runs: 1 runs (0 built, 1 reused)")
     sweep = (nb_dir / "logs" / "sft-runs.log").read_text()
-    assert ": reused" in sweep and "Loading weights" not in sweep
+    assert ": reused, built earlier (its log: " in sweep and "Loading weights" in sweep
     assert len(fake_stage) == 2
 
 

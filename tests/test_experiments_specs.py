@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from frpo.experiments.specs import eval_specs, sft_specs, stage1_specs
+from frpo.experiments.specs import Stage1Block, eval_specs, sft_specs
 from frpo.recipes import sft_spec, stage1_spec
 
 WORLD = {"kind": "toy", "size": "smoke", "seed": 0}
@@ -15,21 +15,22 @@ SFT = {
     "alpaca": {"lr": 1e-3, "max_steps": 4, "n_examples": 16},
     "gsm8k": {"lr": 2e-3, "max_steps": 4, "n_examples": 16},
 }
+BLOCK = Stage1Block(WORLD, STAGE1, BETAS)
 TRACK = {"every": 2, "tasks": ["safety"], "n_prompts": 8, "max_new_tokens": 8}
 
 
 def test_stage1_specs_methods_outer_seeds_inner_and_sam_rho():
-    specs = stage1_specs(["grpo", "frpo-0.5-nojk", "sam"], [0, 1], WORLD, STAGE1, BETAS)
+    specs = BLOCK.specs(["grpo", "frpo-0.5-nojk", "sam"], [0, 1])
     assert list(specs) == [(m, s) for m in ("grpo", "frpo-0.5-nojk", "sam") for s in (0, 1)]
     assert specs["grpo", 1] == stage1_spec("grpo", 1, WORLD, STAGE1, BETAS)
     assert specs["frpo-0.5-nojk", 0].beta == 0.1  # an ablation takes its parent's beta
     assert specs["sam", 0].sam_rho == 0.05  # RLSpec's default
-    custom = stage1_specs(["grpo", "sam"], [0], WORLD, STAGE1, BETAS, sam_rho=0.1)
+    custom = BLOCK.specs(["grpo", "sam"], [0], sam_rho=0.1)
     assert custom["sam", 0].sam_rho == 0.1 and custom["grpo", 0].sam_rho == 0.05
 
 
 def test_sft_specs_insert_the_dataset_before_the_seed_in_notebook_order():
-    parents = stage1_specs(["grpo", "frpo-0.5"], [0, 1], WORLD, STAGE1, BETAS)
+    parents = BLOCK.specs(["grpo", "frpo-0.5"], [0, 1])
     specs = sft_specs(parents, SFT, TRACK)
     expected = [(m, d, s) for m in ("grpo", "frpo-0.5") for d in SFT for s in (0, 1)]
     assert list(specs) == expected
@@ -55,7 +56,8 @@ def test_sft_specs_keep_longer_parent_keys():
 
 
 def test_eval_specs_source_and_pi_ref():
-    parents = stage1_specs(["grpo"], [0], WORLD, STAGE1, BETAS)
+    parents = BLOCK.specs(["grpo"], [0])
+    assert BLOCK.reward_column == "frpo/final/reward/safety"
     block = {"tasks": ["safety"], "n_prompts": 8, "max_new_tokens": 8}
     ev = eval_specs(parents, block)
     assert ev["grpo", 0].model == parents["grpo", 0]

@@ -18,9 +18,9 @@ import pandas as pd
 
 from frpo.analysis import stage1 as s1
 from frpo.experiments import evidence
-from frpo.experiments.rlhf_safety import KL_REF, reward_column
-from frpo.experiments.runs import run_specs
-from frpo.experiments.specs import stage1_specs
+from frpo.experiments.rlhf_safety import KL_REF
+from frpo.experiments.runs import runner
+from frpo.experiments.specs import Stage1Block
 from frpo.recipes import method_key
 from frpo.stats import paired_difference
 
@@ -107,10 +107,8 @@ class BaselineAblation:
 def run(
     profile: str,
     run_dir: str | Path,
+    block: Stage1Block,
     *,
-    world: dict,
-    stage1: dict,
-    betas: dict,
     seeds: Sequence[int],
     lam: float,
     tail: int,
@@ -119,8 +117,8 @@ def run(
     beta) at every seed, and read the runs."""
     with_b = method_key("frpo", lam)
     without_b = method_key("frpo", lam, baseline=False)
-    specs = stage1_specs([with_b, without_b], seeds, world, stage1, betas)
-    runs = run_specs(specs, profile, label="stage-1 runs", run_dir=run_dir)
+    specs = block.specs([with_b, without_b], seeds)
+    runs = runner(profile, run_dir)(specs, "stage-1 runs")
     curves, finals = s1.collect(runs)
     return BaselineAblation(
         lam=lam,
@@ -129,7 +127,7 @@ def run(
         with_b=with_b,
         without_b=without_b,
         betas={m: specs[m, seeds[0]].beta for m in (with_b, without_b)},
-        reward_col=reward_column(stage1),
+        reward_col=block.reward_column,
         curves=curves,
         finals=finals,
     )

@@ -19,8 +19,8 @@ import pandas as pd
 from frpo.analysis import baselines as bl
 from frpo.analysis import downstream as ds
 from frpo.experiments import evidence, matched
-from frpo.experiments.runs import run_specs
-from frpo.experiments.specs import sft_specs, stage1_specs
+from frpo.experiments.runs import runner
+from frpo.experiments.specs import Stage1Block, sft_specs
 from frpo.recipes import method_key
 
 REPLAY_COLUMNS = ("common KL", "a", "b", "gap", "end KL a", "end KL b")
@@ -191,10 +191,8 @@ class Baselines:
 def run(
     profile: str,
     run_dir: str | Path,
+    block: Stage1Block,
     *,
-    world: dict,
-    stage1: dict,
-    betas: dict,
     seeds: Sequence[int],
     lam_main: float,
     sam_rho: float,
@@ -208,13 +206,14 @@ def run(
     """Build and run (or reuse) every run of the notebook, in this order: stage-1 (GRPO,
     FRPO(lam_main), SAM), their SFT, the replay SFT, the budget stage-1 runs and their SFT.
 
-    GRPO+SAM takes ``betas["sam"]``, or GRPO's beta when the table has no ``sam`` entry.
+    GRPO+SAM takes the betas' ``sam`` entry, or GRPO's beta when the table has none.
     """
     if dataset not in sft:
         raise ValueError(f"dataset {dataset!r} has no entry in sft {sorted(sft)}")
     main = method_key("frpo", lam_main)
-    sam_betas = {**betas, "sam": betas.get("sam", betas["grpo"])}
-    parents = stage1_specs(["grpo", main, "sam"], seeds, world, stage1, sam_betas, sam_rho=sam_rho)
+    betas = block.betas
+    with_sam = dataclasses.replace(block, betas={**betas, "sam": betas.get("sam", betas["grpo"])})
+    parents = with_sam.specs(["grpo", main, "sam"], seeds, sam_rho=sam_rho)
 
     def sfts_of(parent_specs, **overrides):
         specs = sft_specs(parent_specs, sft, track, datasets=[dataset], **overrides)
@@ -223,15 +222,19 @@ def run(
     replay_parents = {(m, s): parents[m, s] for m in replay["methods"] for s in seeds}
     scales = [1.0, *budget["scales"]]
     b_parents = {
-        (m, scale, s): stage1_specs([m], [s], world, stage1, bl.scaled_beta(betas, m, scale))[m, s]
+        (m, scale, s): dataclasses.replace(block, betas=bl.scaled_beta(betas, m, scale)).specs(
+            [m], [s]
+        )[m, s]
         for m in budget["methods"]
         for scale in scales
         for s in budget["seeds"]
     }
     times, t0 = {}, time.perf_counter()
 
+    run = runner(profile, run_dir)
+
     def go(specs, label, timer):
-        out = run_specs(specs, profile, label=label, run_dir=run_dir)
+        out = run(specs, label)
         if timer:
             times[timer] = time.perf_counter() - t0 - sum(times.values())
         return out
@@ -242,7 +245,7 @@ def run(
         sfts_of(
             replay_parents,
             replay_share=replay["share"],
-            replay_max_new_tokens=stage1["max_completion_length"],
+            replay_max_new_tokens=block.stage1["max_completion_length"],
         ),
         "replay SFT runs",
         "replay SFT",

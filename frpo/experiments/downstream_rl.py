@@ -19,8 +19,8 @@ import pandas as pd
 from frpo.analysis import downstream as ds
 from frpo.analysis import downstream_rl as drl
 from frpo.experiments import evidence
-from frpo.experiments.runs import run_specs
-from frpo.experiments.specs import stage1_specs
+from frpo.experiments.runs import runner
+from frpo.experiments.specs import Stage1Block
 from frpo.recipes import downstream_rl_spec, sweep_lam
 
 SAFETY = ds.TRACK_SAFETY
@@ -99,10 +99,8 @@ class DownstreamRL:
 def run(
     profile: str,
     run_dir: str | Path,
+    block: Stage1Block,
     *,
-    world: dict,
-    stage1: dict,
-    betas: dict,
     seeds: Sequence[int],
     methods: Sequence[str],
     rl: dict,
@@ -112,10 +110,11 @@ def run(
     for need in ("safety", "helpful"):
         if need not in track["tasks"]:
             raise ValueError(f"track.tasks must include {need!r} (the two axes of Fig. 10)")
-    parents = stage1_specs(methods, seeds, world, stage1, betas)
+    parents = block.specs(methods, seeds)
     downs = {k: downstream_rl_spec(p, rl, k[1], track) for k, p in parents.items()}
-    run_specs(parents, profile, label="stage-1 runs", run_dir=run_dir)
-    down_dirs = run_specs(downs, profile, label="downstream RL runs", run_dir=run_dir)
+    go = runner(profile, run_dir)
+    go(parents, "stage-1 runs")
+    down_dirs = go(downs, "downstream RL runs")
     run_rows = [
         {
             "method": m,

@@ -26,8 +26,8 @@ import pandas as pd
 
 from frpo.analysis import downstream as ds
 from frpo.experiments import evidence, matched
-from frpo.experiments.runs import run_specs
-from frpo.experiments.specs import eval_specs, sft_specs, stage1_specs
+from frpo.experiments.runs import runner
+from frpo.experiments.specs import Stage1Block, eval_specs, sft_specs
 from frpo.recipes import method_key, sweep_methods
 from frpo.stats import paired_difference
 
@@ -265,10 +265,8 @@ class DownstreamSFT:
 def run(
     profile: str,
     run_dir: str | Path,
+    block: Stage1Block,
     *,
-    world: dict,
-    stage1: dict,
-    betas: dict,
     seeds: Sequence[int],
     methods: Sequence[str],
     lam_main: float,
@@ -282,11 +280,11 @@ def run(
     """Build and run (or reuse) every run of the notebook, in this order: stage-1, SFT, SFT at
     the large learning rate, evaluations before, after, and after the large-lr SFT.
 
-    ``methods``: stage-1 method keys (empty: GRPO and every plain FRPO lam of ``betas``); the
+    ``methods``: stage-1 method keys (empty: GRPO and every plain FRPO lam of the betas); the
     stage-1 reward std of the Taylor rule is ``stage1_std_key`` of the ``metrics.json`` of
     notebook ``stage1_std_from`` (a folder beside ``run_dir``; notebook 03 records it).
     """
-    keys = list(methods) or sweep_methods(betas)
+    keys = list(methods) or sweep_methods(block.betas)
     main = main_method(lam_main)
     for need in ("grpo", main):
         if need not in keys:
@@ -295,7 +293,7 @@ def run(
         Path(run_dir).parent / stage1_std_from / "metrics.json", stage1_std_key
     )
     pair = ("grpo", main)
-    parents = stage1_specs(keys, seeds, world, stage1, betas)
+    parents = block.specs(keys, seeds)
     sfts = sft_specs(parents, sft, track)
     hd = high_lr["dataset"]
     high_parents = {(m, s): parents[m, s] for m in pair for s in seeds[: high_lr["n_seeds"]]}
@@ -310,9 +308,7 @@ def run(
         {(m, d, s): sfts[m, d, s] for m in pair for d in sft for s in seeds}, evaluation
     )
 
-    def go(specs, label):
-        return run_specs(specs, profile, label=label, run_dir=run_dir)
-
+    go = runner(profile, run_dir)
     parent_dirs = go(parents, "stage-1 runs")
     sft_dirs = go(sfts, "SFT runs")
     high_dirs = go(highs, f"SFT runs at lr {high_lr['lr']:g}")

@@ -21,8 +21,8 @@ import pandas as pd
 from frpo.analysis import downstream as ds
 from frpo.analysis import sweep as sw
 from frpo.experiments import evidence
-from frpo.experiments.runs import quietly, run_specs
-from frpo.experiments.specs import eval_specs, stage1_specs
+from frpo.experiments.runs import quietly, runner
+from frpo.experiments.specs import Stage1Block, eval_specs
 from frpo.recipes import method_key, sft_spec
 from frpo.stages.sources import open_source
 
@@ -178,10 +178,8 @@ def by_region(table: pd.DataFrame, kl_threshold: float) -> pd.DataFrame:
 def run(
     profile: str,
     run_dir: str | Path,
+    block: Stage1Block,
     *,
-    world: dict,
-    stage1: dict,
-    betas: dict,
     lam_main: float,
     sweep_seeds: Sequence[int],
     n_settings: int,
@@ -197,7 +195,7 @@ def run(
     one SFT run per (setting, model, seed) and the helpfulness evaluation of each."""
     models = ["grpo", method_key("frpo", lam_main)]
     settings = sw.sample_settings(sw.all_settings(lrs), n_settings, settings_seed)
-    parents = stage1_specs(models, sweep_seeds, world, stage1, betas)
+    parents = block.specs(models, sweep_seeds)
     runs = {
         (i, m, s): sft_spec(
             parents[m, s],
@@ -211,9 +209,7 @@ def run(
         for s in sweep_seeds
     }
 
-    def go(specs, label):
-        return run_specs(specs, profile, label=label, run_dir=run_dir)
-
+    go = runner(profile, run_dir)
     parent_dirs = go(parents, "stage-1 runs")
     bound_dirs = go(eval_specs(parents, bound), "stage-1 samples for the robust reward")
     before_dirs = go(eval_specs(parents, helpfulness), "stage-1 helpfulness")

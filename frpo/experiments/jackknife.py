@@ -24,9 +24,9 @@ from frpo.analysis import downstream as ds
 from frpo.analysis import jackknife as jk
 from frpo.analysis import stage1 as s1
 from frpo.experiments import evidence, matched
-from frpo.experiments.rlhf_safety import KL_REF, reward_column
-from frpo.experiments.runs import run_specs
-from frpo.experiments.specs import sft_specs, stage1_specs
+from frpo.experiments.rlhf_safety import KL_REF
+from frpo.experiments.runs import runner
+from frpo.experiments.specs import Stage1Block, sft_specs
 from frpo.recipes import method_key
 from frpo.stats import paired_difference
 
@@ -159,10 +159,8 @@ class Downstream:
 def downstream(
     profile: str,
     run_dir: str | Path,
+    block: Stage1Block,
     *,
-    world: dict,
-    stage1: dict,
-    betas: dict,
     seeds: Sequence[int],
     lam_main: float,
     sft: dict,
@@ -171,11 +169,12 @@ def downstream(
     """Train or reuse FRPO(lam_main) with and without the jackknife and the SFT runs from each."""
     with_jk = method_key("frpo", lam_main)
     without_jk = method_key("frpo", lam_main, jackknife=False)
-    parents = stage1_specs([with_jk, without_jk], seeds, world, stage1, betas)
-    parent_dirs = run_specs(parents, profile, label="stage-1 runs", run_dir=run_dir)
+    parents = block.specs([with_jk, without_jk], seeds)
+    go = runner(profile, run_dir)
+    parent_dirs = go(parents, "stage-1 runs")
     curves, finals = s1.collect(parent_dirs)
     sfts = sft_specs(parents, sft, track)
-    sft_dirs = run_specs(sfts, profile, label="SFT runs", run_dir=run_dir)
+    sft_dirs = go(sfts, "SFT runs")
     datasets = list(sft)
     gaps = {
         d: matched.compare(
@@ -189,7 +188,7 @@ def downstream(
         lam_main=lam_main,
         seeds=list(seeds),
         datasets=datasets,
-        reward_col=reward_column(stage1),
+        reward_col=block.reward_column,
         beta=parents[with_jk, seeds[0]].beta,
         curves=curves,
         finals=finals,

@@ -23,8 +23,8 @@ from frpo.analysis import math_code as mc
 from frpo.analysis import stage1 as s1
 from frpo.experiments import evidence
 from frpo.experiments.rlhf_safety import KL_REF
-from frpo.experiments.runs import run_specs
-from frpo.experiments.specs import eval_specs, sft_specs, stage1_specs
+from frpo.experiments.runs import runner
+from frpo.experiments.specs import Stage1Block, eval_specs, sft_specs
 from frpo.recipes import method_key, sweep_methods
 
 LABELS = {"math acc": mc.MATH_ACC, "code acc": mc.CODE_ACC, "math reward": mc.MATH_REWARD}
@@ -120,36 +120,32 @@ class MathThenCode:
 def run(
     profile: str,
     run_dir: str | Path,
+    block: Stage1Block,
     *,
-    world: dict,
-    math_stage1: dict,
-    math_betas: dict,
     seeds: Sequence[int],
     lam_main: float,
     code_sft: dict,
     evaluation: dict,
 ) -> MathThenCode:
-    """Build and run (or reuse) the stage-1 math runs, the code SFT runs and the evaluations of
-    pi_ref, of the stage-1 models and of the SFT models."""
-    methods = sweep_methods(math_betas)
+    """Build and run (or reuse) the stage-1 math runs (``block``: the notebook's own math block),
+    the code SFT runs and the evaluations of pi_ref, of the stage-1 models and of the SFT models."""
+    methods = sweep_methods(block.betas)
     main = method_key("frpo", lam_main)
     for need in ("grpo", main):
         if need not in methods:
             raise ValueError(f"method {need!r} is needed for C7 but not among {methods}")
-    parents = stage1_specs(methods, seeds, world, math_stage1, math_betas)
+    parents = block.specs(methods, seeds)
     sfts = {
         (m, s): spec
         for (m, _, s), spec in sft_specs(parents, {code_sft["dataset"]: code_sft}, None).items()
     }
 
-    def go(specs, label):
-        return run_specs(specs, profile, label=label, run_dir=run_dir)
-
+    go = runner(profile, run_dir)
     parent_dirs = go(parents, "stage-1 math runs")
     go(sfts, "code SFT runs")
-    base_dir = go(eval_specs({"pi_ref": None}, evaluation, world), "evaluation of pi_ref")
-    before_dirs = go(eval_specs(parents, evaluation, world), "evaluations before SFT")
-    after_dirs = go(eval_specs(sfts, evaluation, world), "evaluations after SFT")
+    base_dir = go(eval_specs({"pi_ref": None}, evaluation, block.world), "evaluation of pi_ref")
+    before_dirs = go(eval_specs(parents, evaluation, block.world), "evaluations before SFT")
+    after_dirs = go(eval_specs(sfts, evaluation, block.world), "evaluations after SFT")
     curves, finals = s1.collect(parent_dirs)
     names = ("method", "seed")
     joined = mc.before_after(

@@ -20,8 +20,8 @@ import pandas as pd
 
 from frpo.analysis import stage1 as s1
 from frpo.experiments import evidence
-from frpo.experiments.runs import quietly, run_specs
-from frpo.experiments.specs import stage1_specs
+from frpo.experiments.runs import quietly, runner
+from frpo.experiments.specs import Stage1Block
 from frpo.recipes import method_key, stage1_spec
 
 KL_REF = "frpo/final/kl_ref"
@@ -30,11 +30,6 @@ KL_REF = "frpo/final/kl_ref"
 def stage1_methods(lams: Sequence[float]) -> list[str]:
     """GRPO, then FRPO at each lam in the order given."""
     return ["grpo"] + [method_key("frpo", lam) for lam in lams]
-
-
-def reward_column(stage1: dict) -> str:
-    """The final held-out reward of the block's first task (the reward C1 compares)."""
-    return f"frpo/final/reward/{stage1['tasks'][0]}"
 
 
 @dataclasses.dataclass
@@ -138,46 +133,39 @@ class RLHFSafety:
 def run(
     profile: str,
     run_dir: str | Path,
+    block: Stage1Block,
     *,
-    world: dict,
-    stage1: dict,
-    betas: dict,
     seeds: Sequence[int],
     lams: Sequence[float],
     tail: int,
 ) -> RLHFSafety:
     """Train or reuse every stage-1 run (GRPO and FRPO at each lam, every seed) and read them."""
     methods = stage1_methods(lams)
-    runs = run_specs(
-        stage1_specs(methods, seeds, world, stage1, betas),
-        profile,
-        label="stage-1 runs",
-        run_dir=run_dir,
-    )
+    runs = runner(profile, run_dir)(block.specs(methods, seeds), "stage-1 runs")
     curves, finals = s1.collect(runs)
-    col = reward_column(stage1)
+    col = block.reward_column
     with quietly(run_dir, "pi_ref reference"):
-        base = s1.base_reference(world, stage1)[f"frpo/base/reward/{stage1['tasks'][0]}"]
+        base = s1.base_reference(block.world, block.stage1)
+    base_reward = base[f"frpo/base/reward/{block.stage1['tasks'][0]}"]
     return RLHFSafety(
         methods=methods,
         seeds=list(seeds),
-        betas=dict(betas),
+        betas=dict(block.betas),
         tail=tail,
         reward_col=col,
         runs=runs,
         curves=curves,
         finals=finals,
-        base_reward=base,
+        base_reward=base_reward,
         diffs=s1.paired_vs(finals, col, "grpo", methods[1:]),
     )
 
 
 def search_betas(
     profile: str,
+    block: Stage1Block,
     methods: Sequence[str],
     seed: int,
-    world: dict,
-    stage1: dict,
     *,
     target_kl: float,
     start: Sequence[float],
@@ -190,7 +178,7 @@ def search_betas(
 
     found = {}
     for key in methods:
-        spec = stage1_spec(key, seed, world, stage1, {key: start[0]})
+        spec = stage1_spec(key, seed, block.world, block.stage1, {key: start[0]})
         best, _ = search_beta(
             spec, target_kl, profile, betas=tuple(start), rtol=rtol, max_tries=max_tries
         )
@@ -199,7 +187,7 @@ def search_betas(
 
 
 def search_tries(
-    profile: str, methods: Sequence[str], seed: int, world: dict, stage1: dict, betas: dict
+    profile: str, block: Stage1Block, methods: Sequence[str], seed: int
 ) -> pd.DataFrame:
     """Every recorded beta-search try of ``methods`` on this machine (empty when none):
     ``method``, ``try``, ``beta``, ``final KL``, ``target``."""
@@ -207,7 +195,7 @@ def search_tries(
 
     rows = []
     for key in methods:
-        path = record_path(stage1_spec(key, seed, world, stage1, betas), profile)
+        path = record_path(block.specs([key], [seed])[key, seed], profile)
         if not path.is_file():
             continue
         record = json.loads(path.read_text())

@@ -5,8 +5,8 @@ spec's finished run directory (built now, or reused when complete; :mod:`frpo.st
 While a run is built, everything the libraries print goes to ``<run_dir>.log`` beside its run
 directory (:func:`frpo.stages.quiet.library_output`), never into the notebook. The notebook gets
 one line per call: how many runs, how many were built now, how long it took, and a link to
-``<run_dir>/logs/<label>.log`` (``run_dir``: the notebook's), which gathers the log of every run
-the call built (and names the runs it reused, with where their own logs are).
+``<run_dir>/logs/<label>.log`` (``run_dir``: the notebook's), which gathers the logs of the
+set's runs: of those built now, and of those reused whose build was logged on this machine.
 
 The link is relative to the executed notebook (``runs/<profile>/notebooks/NN_topic.ipynb``, the
 layout of :mod:`frpo.book.execute`), ``../NN_topic/logs/<label>.log``; the book build copies each
@@ -60,27 +60,24 @@ def run_specs(
     t0 = time.perf_counter()
     built = 0
     dirs: dict[K, Path] = {}
-    sweep_log.write_text(f"# {label}: library output of the runs this set built\n")
+    sweep_log.write_text(f"# {label}: library output of the runs of this set\n")
     for key, spec in specs.items():
-        target = run_path(spec, profile)
+        target, own = run_path(spec, profile), log_path(spec, profile)
         if is_complete(target):
-            _append(
-                sweep_log,
-                f"\n## {_short(target)}: reused (built before; its log, if built "
-                f"here: {_short(log_path(spec, profile))})\n",
-            )
-            with library_output(sweep_log):
+            note = f"its log: {_short(own)}" if own.is_file() else "no log of its build here"
+            _append(sweep_log, f"\n## {_short(target)}: reused, built earlier ({note})\n")
+            if own.is_file():
+                _append(sweep_log, own.read_text(errors="replace"))
+            with library_output(sweep_log):  # whatever reusing it prints
                 dirs[key] = run_stage(spec, profile)
             continue
-        own = log_path(spec, profile)
         t_run = time.perf_counter()
         with library_output(own):
             dirs[key] = run_stage(spec, profile)
         built += 1
+        seconds = time.perf_counter() - t_run
         _append(
-            sweep_log,
-            f"\n## {_short(target)}: built in {time.perf_counter() - t_run:.1f} s "
-            f"(log: {_short(own)})\n",
+            sweep_log, f"\n## {_short(target)}: built in {seconds:.1f} s (log: {_short(own)})\n"
         )
         _append(sweep_log, own.read_text(errors="replace"))
     line = progress_line(label, len(dirs), built, time.perf_counter() - t0)
@@ -112,6 +109,16 @@ def quietly(run_dir: str | Path, label: str) -> Iterator[Path]:
     ``<run_dir>/logs/<label as a file name>.log`` (appended)."""
     with library_output(Path(run_dir) / LOGS / f"{slug(label)}.log") as path:
         yield path
+
+
+def runner(profile: str, run_dir: str | Path) -> Callable[[Mapping, str], dict]:
+    """:func:`run_specs` bound to one notebook's ``profile`` and ``run_dir``:
+    ``go = runner(profile, run_dir); dirs = go(specs, "SFT runs")``."""
+
+    def go(specs: Mapping, label: str) -> dict:
+        return run_specs(specs, profile, label=label, run_dir=run_dir)
+
+    return go
 
 
 def progress_line(label: str, n: int, built: int, seconds: float) -> str:

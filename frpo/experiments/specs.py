@@ -17,27 +17,36 @@ from frpo.recipes import make_source, sft_spec, stage1_spec
 from frpo.stages.spec import EvalSpec, RLSpec
 
 
-def stage1_specs(
-    methods: Sequence[str],
-    seeds: Sequence[int],
-    world: dict,
-    stage1: dict,
-    betas: Mapping[str, float],
-    *,
-    sam_rho: float | None = None,
-) -> dict[tuple[str, int], RLSpec]:
-    """``{(method, seed): stage-1 spec}`` (:func:`frpo.recipes.stage1_spec`), methods outer.
+@dataclasses.dataclass(frozen=True)
+class Stage1Block:
+    """A profile's stage-1 block, shared by the notebooks that train stage-1 models (the
+    profiles' ``&world``, ``&stage1`` and ``&betas`` anchors): the world, the RLSpec fields every
+    method shares, and the KL-matched beta of each method key."""
 
-    ``sam_rho`` sets the ascent radius of the ``sam`` method's runs (None: RLSpec's default).
-    """
-    out = {}
-    for m in methods:
-        for s in seeds:
-            spec = stage1_spec(m, s, world, stage1, dict(betas))
-            if m == "sam" and sam_rho is not None:
-                spec = dataclasses.replace(spec, sam_rho=sam_rho)
-            out[m, s] = spec
-    return out
+    world: dict
+    stage1: dict
+    betas: Mapping[str, float]
+
+    @property
+    def reward_column(self) -> str:
+        """The final held-out reward of the block's first task (``frpo/final/reward/<task>``)."""
+        return f"frpo/final/reward/{self.stage1['tasks'][0]}"
+
+    def specs(
+        self, methods: Sequence[str], seeds: Sequence[int], *, sam_rho: float | None = None
+    ) -> dict[tuple[str, int], RLSpec]:
+        """``{(method, seed): stage-1 spec}`` (:func:`frpo.recipes.stage1_spec`), methods outer.
+
+        ``sam_rho`` sets the ascent radius of the ``sam`` method's runs (None: RLSpec's default).
+        """
+        out = {}
+        for m in methods:
+            for s in seeds:
+                spec = stage1_spec(m, s, self.world, self.stage1, dict(self.betas))
+                if m == "sam" and sam_rho is not None:
+                    spec = dataclasses.replace(spec, sam_rho=sam_rho)
+                out[m, s] = spec
+        return out
 
 
 def sft_specs(
