@@ -65,3 +65,4 @@ def test_palette_covers_every_method_kind():
     assert colours["grpo"] == "black" and colours["sam"] == "tab:green"
     assert colours["frpo-0.2-nojk"] == "tab:orange" and colours["frpo-1-nobase"] == "tab:red"
     assert colours["frpo-2"] != colours["frpo-0.2"]
+    assert plots.palette(["grpo", "frpo-0.2"])["frpo-0.2"] == "tab:blue"

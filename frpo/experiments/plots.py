@@ -30,13 +30,17 @@ def t_interval(values) -> tuple[float, float]:
 
 def palette(methods: Sequence[str]) -> dict[str, object]:
     """One colour per method key: GRPO black, GRPO+SAM green, the plain FRPO lams along viridis
-    (in the order given), an FRPO ablation orange (``-nojk``) or red (``-nobase``)."""
+    (in the order given; blue when there is one), an FRPO ablation orange (``-nojk``) or red
+    (``-nobase``)."""
     import matplotlib.pyplot as plt
 
     plain = [m for m in methods if on_sweep(m) and parse_method(m)["method"] == "frpo"]
-    colours: dict[str, object] = {
-        m: plt.cm.viridis(i / max(len(plain) - 1, 1)) for i, m in enumerate(plain)
-    }
+    if len(plain) == 1:
+        colours: dict[str, object] = {plain[0]: "tab:blue"}
+    else:  # from dark blue to yellow-green, clear of GRPO's black
+        colours = {
+            m: plt.cm.viridis(0.15 + 0.7 * i / (len(plain) - 1)) for i, m in enumerate(plain)
+        }
     for m in methods:
         fields = parse_method(m)
         if fields["method"] == "grpo":
