@@ -18,6 +18,8 @@ as the paper's three runs vary training on one Mistral checkpoint.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import Any
 
 from frpo.stages.spec import RLSpec, SFTSpec, Source, Track
@@ -49,6 +51,35 @@ def parse_method(key: str) -> dict[str, Any]:
     raise ValueError(
         f"unknown method key {key!r}; expected 'grpo', 'sam' or 'frpo-<lam>[-nojk][-nobase]'"
     )
+
+
+def objective_lam(key: str) -> float:
+    """lam of a method's stage-1 objective: FRPO's lam (its ``-nojk``/``-nobase`` ablations
+    included), ``inf`` for GRPO and GRPO+SAM, which maximise the mean reward (the lam -> inf
+    limit of Eq. 3.5)."""
+    return float(parse_method(key).get("lam", math.inf))
+
+
+def sweep_lam(key: str) -> float:
+    """A method's place on a lam sweep (C4, Fig. 3 right, Fig. 10): ``frpo-0.2`` -> 0.2, ``grpo``
+    -> inf. GRPO+SAM and the FRPO ablations are not points of the sweep: ValueError."""
+    if not on_sweep(key):
+        raise ValueError(
+            f"method {key!r} is not GRPO or a plain FRPO lam: it is not on a lam sweep"
+        )
+    return objective_lam(key)
+
+
+def on_sweep(key: str) -> bool:
+    """Whether ``key`` is GRPO or a plain FRPO lam (no ablation suffix)."""
+    fields = parse_method(key)
+    return fields["method"] == "grpo" or (fields["method"] == "frpo" and len(fields) == 2)
+
+
+def sweep_methods(keys: Iterable[str]) -> list[str]:
+    """The keys that are points of a lam sweep (:func:`on_sweep`), GRPO first then lam
+    decreasing (e.g. the methods of a betas table)."""
+    return sorted((k for k in keys if on_sweep(k)), key=lambda k: -sweep_lam(k))
 
 
 def method_key(

@@ -17,16 +17,6 @@ KL_A, Y_A = np.array([0.0, 0.2, 0.4]), np.array([1.0, 0.8, 0.6])
 KL_B, Y_B = np.array([0.0, 0.1, 0.3]), np.array([1.0, 0.7, 0.5])
 
 
-def test_method_lam_and_the_lam_axis():
-    assert ds.method_lam("grpo") == math.inf
-    assert ds.method_lam("frpo-0.2") == 0.2
-    for bad in ("frpo-0.5-nojk", "frpo-0.5-nobase", "sam"):
-        with pytest.raises(ValueError, match="not GRPO or a plain FRPO"):
-            ds.method_lam(bad)
-    betas = {"frpo-0.2": 0.1, "sam": 0.1, "grpo": 0.1, "frpo-1": 0.1, "frpo-1-nojk": 0.1}
-    assert ds.lam_methods(betas) == ["grpo", "frpo-1", "frpo-0.2"]
-
-
 def test_common_kl_is_the_largest_kl_every_trajectory_reaches():
     assert ds.common_kl([KL_A, KL_B]) == 0.3  # min(0.4, 0.3)
     assert ds.common_kl([[0.0, 0.5, 0.2], [0.0, 0.3]]) == 0.3  # the max, not the last point

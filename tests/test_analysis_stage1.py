@@ -28,14 +28,6 @@ def _run(tmp_path, name, rewards, final, extra=None):
     return d
 
 
-def test_method_lam():
-    assert s1.method_lam("grpo") == math.inf
-    assert s1.method_lam("frpo-0.5") == 0.5
-    assert s1.method_lam("frpo-2-nobase") == 2.0
-    with pytest.raises(ValueError, match="unknown method key"):
-        s1.method_lam("ppo")
-
-
 def test_read_curves_drops_summary_row(tmp_path):
     d = _run(tmp_path, "a", [0.1, 0.2, 0.4], {"x": 1})
     c = s1.read_curves(d)
@@ -64,39 +56,6 @@ def test_collect_long_tables(tmp_path):
     row = finals[(finals["method"] == "frpo-0.5") & (finals["seed"] == 1)].iloc[0]
     assert row["lam"] == 0.5 and row["r"] == 0.7 and row["kl"] == 0.11
     assert math.isinf(finals[finals["method"] == "grpo"]["lam"].iloc[0])
-
-
-def test_seed_band_mean_and_t_interval(tmp_path):
-    curves, _ = _four_runs(tmp_path)
-    band = s1.seed_band(curves, "reward").set_index(["method", "step"])
-    # grpo step 1: seeds 0.1, 0.3 -> mean 0.2, sd 0.1414, half = t(0.975, 1) * 0.1414 / sqrt(2)
-    # = 12.706 * 0.1 = 1.2706.
-    m, lo, hi = band.loc[("grpo", 1), ["mean", "lo", "hi"]]
-    assert m == pytest.approx(0.2)
-    assert hi - m == pytest.approx(12.7062047 * 0.1, rel=1e-6)
-    assert m - lo == pytest.approx(hi - m)
-    # frpo step 1: 0.2, 0.4 -> mean 0.3
-    assert band.loc[("frpo-0.5", 1), "mean"] == pytest.approx(0.3)
-
-
-def test_seed_band_trailing_window():
-    # one run, values 1, 2, 4, 8 -> window 2: 1, 1.5, 3, 6
-    curves = pd.DataFrame(
-        {"method": ["grpo"] * 4, "seed": [0] * 4, "step": [3, 1, 2, 4], "y": [4.0, 1.0, 2.0, 8.0]}
-    )
-    band = s1.seed_band(curves, "y", window=2)
-    assert band["step"].tolist() == [1, 2, 3, 4]
-    assert band["mean"].tolist() == [1.0, 1.5, 3.0, 6.0]
-    with pytest.raises(ValueError, match="window"):
-        s1.seed_band(curves, "y", window=0)
-
-
-def test_seed_band_single_seed_has_zero_width():
-    curves = pd.DataFrame({"method": ["grpo"] * 2, "seed": [0, 0], "step": [1, 2], "y": [1.0, 2.0]})
-    band = s1.seed_band(curves, "y")
-    assert band["lo"].tolist() == [1.0, 2.0] and band["hi"].tolist() == [1.0, 2.0]
-    with pytest.raises(ValueError, match="missing column"):
-        s1.seed_band(curves, "kl")
 
 
 def test_tail_mean_and_per_method_mean(tmp_path):

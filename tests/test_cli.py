@@ -3,9 +3,11 @@ no kernel starts; one Jupyter Book build, ~10 s)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import papermill
 import pytest
@@ -52,9 +54,19 @@ def test_dry_run_prints_resolved_parameters(fixture_repo, capsys):
     assert "smoke: 1 notebooks valid, 1 would execute" in out
 
 
+# a 1x1 PNG: the copied notebooks get one figure each, as executed ones have (the check wants one)
+PIXEL = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5Er"
+    "kJggg=="
+)
+
+
 def test_run_build_check(fixture_repo, monkeypatch, capsys):
     def copy(input_path, output_path, **kwargs):
-        shutil.copy(input_path, output_path)
+        nb = json.loads(Path(input_path).read_text())
+        figure = {"output_type": "display_data", "metadata": {}, "data": {"image/png": PIXEL}}
+        nb["cells"][-1].setdefault("outputs", []).append(figure)
+        Path(output_path).write_text(json.dumps(nb))
 
     monkeypatch.setattr(papermill, "execute_notebook", copy)
     assert cli.main(["book", "build", "--profile", "smoke"]) == 1

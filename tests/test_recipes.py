@@ -1,8 +1,20 @@
 """Recipes: method keys round-trip, equal parameters give equal specs (shared runs)."""
 
+import math
+
 import pytest
 
-from frpo.recipes import make_source, method_key, parse_method, sft_spec, stage1_spec
+from frpo.recipes import (
+    make_source,
+    method_key,
+    objective_lam,
+    on_sweep,
+    parse_method,
+    sft_spec,
+    stage1_spec,
+    sweep_lam,
+    sweep_methods,
+)
 from frpo.stages.spec import spec_hash
 
 WORLD = {"kind": "toy", "size": "smoke", "seed": 0}
@@ -49,3 +61,20 @@ def test_world_block_is_checked():
     )
     with pytest.raises(ValueError, match="unknown key"):
         make_source({"kind": "toy", "sise": "toy"})
+
+
+def test_objective_lam_and_the_lam_sweep():
+    # the objective's lam: FRPO's (ablations too); GRPO and GRPO+SAM maximise the mean (inf)
+    assert objective_lam("frpo-0.5") == objective_lam("frpo-0.5-nojk") == 0.5
+    assert objective_lam("frpo-2-nobase") == 2.0
+    assert objective_lam("grpo") == objective_lam("sam") == math.inf
+    # the sweep: GRPO (inf) and the plain FRPO lams only
+    assert sweep_lam("grpo") == math.inf and sweep_lam("frpo-0.2") == 0.2
+    for key in ("frpo-0.5-nojk", "frpo-0.5-nobase", "sam"):
+        assert not on_sweep(key)
+        with pytest.raises(ValueError, match="not on a lam sweep"):
+            sweep_lam(key)
+    betas = {"frpo-0.2": 0.1, "sam": 0.1, "grpo": 0.1, "frpo-1": 0.1, "frpo-1-nojk": 0.1}
+    assert sweep_methods(betas) == ["grpo", "frpo-1", "frpo-0.2"]
+    with pytest.raises(ValueError, match="unknown method key"):
+        objective_lam("ppo")

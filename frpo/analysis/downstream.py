@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frpo.recipes import parse_method
+from frpo.recipes import objective_lam, sweep_lam
 from frpo.stats import interpolate_at, paired_difference
 
 TRACK_KL = "frpo/track/kl_start"
@@ -40,31 +40,6 @@ TRACK_SAFETY = "frpo/track/reward/safety"
 """Mean stage-1 safety reward of sampled answers on the tracked held-out prompts."""
 MEAN_LENGTH = "frpo/train/completions/mean_length"
 """Stage-1 run metric: mean completion length in tokens (end-of-sequence counted, as TRL does)."""
-
-
-def method_lam(key: str) -> float:
-    """lam of a method key: ``frpo-0.2`` -> 0.2, ``grpo`` -> inf (the lam -> inf limit, Eq. 3.5).
-
-    Ablation keys (``-nojk``, ``-nobase``) and ``sam`` have no place on the lam axis: ValueError.
-    """
-    fields = parse_method(key)
-    if fields["method"] == "grpo":
-        return math.inf
-    if fields["method"] == "frpo" and len(fields) == 2:
-        return float(fields["lam"])
-    raise ValueError(f"method {key!r} is not GRPO or a plain FRPO lam")
-
-
-def lam_methods(betas: Mapping[str, float]) -> list[str]:
-    """GRPO and the plain FRPO keys of a betas table, GRPO first then lam decreasing."""
-    keys = []
-    for key in betas:
-        try:
-            method_lam(key)
-        except ValueError:
-            continue
-        keys.append(key)
-    return sorted(keys, key=lambda k: -method_lam(k))
 
 
 def read_trajectory(run_dir: str | Path) -> list[dict]:
@@ -166,8 +141,8 @@ def kept_at_common_kl(curves: Mapping[tuple, tuple]) -> list[dict]:
     """Kept reward of every method at the common KL of its (dataset, seed) group (C4).
 
     ``curves[(method, dataset, seed)] = (kl, y)``. Returns one row per key: ``method``, ``lam``
-    (:func:`method_lam`), ``dataset``, ``seed``, ``kl_common`` (largest KL every method of the
-    group reaches) and ``kept`` (``y`` read there).
+    (:func:`frpo.recipes.sweep_lam`), ``dataset``, ``seed``, ``kl_common`` (largest KL every
+    method of the group reaches) and ``kept`` (``y`` read there).
     """
     groups: dict[tuple, list] = {}
     for (method, dataset, seed), xy in curves.items():
@@ -179,7 +154,7 @@ def kept_at_common_kl(curves: Mapping[tuple, tuple]) -> list[dict]:
             rows.append(
                 {
                     "method": method,
-                    "lam": method_lam(method),
+                    "lam": sweep_lam(method),
                     "dataset": dataset,
                     "seed": seed,
                     "kl_common": kc,
@@ -253,7 +228,8 @@ def trajectory_frame(runs: Mapping[tuple, str | Path], names=("method", "dataset
     """One long ``pandas.DataFrame`` of the trajectories of ``runs[key] = run_dir``.
 
     Each key is a tuple named by ``names``; every trajectory row becomes one frame row with those
-    columns, ``lam`` (:func:`method_lam`, when ``method`` is named) and the row's metrics.
+    columns, ``lam`` (:func:`frpo.recipes.objective_lam`, when ``method`` is named) and the row's
+    metrics.
     """
     import pandas as pd
 
@@ -263,7 +239,7 @@ def trajectory_frame(runs: Mapping[tuple, str | Path], names=("method", "dataset
             raise ValueError(f"run key {key!r} does not match names {names!r}")
         tags = dict(zip(names, key, strict=True))
         if "method" in tags:
-            tags["lam"] = method_lam(tags["method"])
+            tags["lam"] = objective_lam(tags["method"])
         out += [{**tags, **row} for row in read_trajectory(path)]
     return pd.DataFrame(out)
 

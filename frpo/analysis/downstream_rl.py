@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from frpo.analysis.downstream import column, method_lam
+from frpo.analysis.downstream import column
+from frpo.recipes import sweep_lam
 from frpo.stats import mean_interval
 
 
@@ -42,16 +43,16 @@ def per_method(rows: Sequence[dict], value_keys: Sequence[str]) -> list[dict]:
     """Mean and t-interval over seeds of each ``value_keys`` entry, per method.
 
     ``rows``: one dict per (method, seed) run holding ``method`` and the values. Returns one row per
-    method, GRPO first then lam decreasing (:func:`method_lam`): ``method``, ``lam``, ``seeds``
-    and, per value key, ``<key>`` (the mean), ``<key>/lo`` and ``<key>/hi``.
+    method, GRPO first then lam decreasing (:func:`frpo.recipes.sweep_lam`): ``method``, ``lam``,
+    ``seeds`` and, per value key, ``<key>`` (the mean), ``<key>/lo`` and ``<key>/hi``.
     """
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["method"], []).append(r)
     out = []
-    for method in sorted(by, key=lambda m: -method_lam(m)):
+    for method in sorted(by, key=lambda m: -sweep_lam(m)):
         runs = by[method]
-        row = {"method": method, "lam": method_lam(method), "seeds": len(runs)}
+        row = {"method": method, "lam": sweep_lam(method), "seeds": len(runs)}
         for key in value_keys:
             mean, lo, hi = mean_interval([float(r[key]) for r in runs])
             row.update({key: mean, f"{key}/lo": lo, f"{key}/hi": hi})

@@ -15,23 +15,17 @@ method key of :mod:`frpo.recipes` (``grpo``, ``frpo-0.5``, ``frpo-0.5-nobase``).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from frpo.recipes import parse_method
+from frpo.recipes import objective_lam
 from frpo.stats import mean_interval, paired_difference
 
 SUMMARY_KEYS = ("train_runtime", "train_loss")
 """Keys that mark TRL's end-of-training summary row (not a training step)."""
-
-
-def method_lam(key: str) -> float:
-    """lam of a method key; ``inf`` for GRPO and SAM (the lam -> inf limit is the mean reward)."""
-    return float(parse_method(key).get("lam", math.inf))
 
 
 def read_curves(run_dir: str | Path) -> pd.DataFrame:
@@ -75,36 +69,9 @@ def collect(runs: Mapping[tuple[str, int], str | Path]) -> tuple[pd.DataFrame, p
         c.insert(0, "seed", int(seed))
         c.insert(0, "method", method)
         curves.append(c)
-        finals.append({"method": method, "seed": int(seed), "lam": method_lam(method)})
+        finals.append({"method": method, "seed": int(seed), "lam": objective_lam(method)})
         finals[-1].update(read_final(run_dir))
     return pd.concat(curves, ignore_index=True), pd.DataFrame(finals)
-
-
-def seed_band(curves: pd.DataFrame, column: str, window: int = 1) -> pd.DataFrame:
-    """Per (method, step): mean over seeds and its 95% t-interval (``lo``/``hi`` equal the mean
-    when a step has one seed, so a band of width 0 is drawn rather than nothing).
-
-    ``curves``: long format with ``method``, ``seed``, ``step`` and ``column``. ``window`` > 1
-    first replaces each run's value by its trailing mean over the last ``window`` logged steps
-    (fewer at the start), since one step's value is one batch of answers.
-    """
-    _need(curves, ("method", "seed", "step", column), "seed_band")
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    data = curves.dropna(subset=[column]).sort_values(["method", "seed", "step"])
-    data = data.assign(
-        _y=data.groupby(["method", "seed"])[column].transform(
-            lambda x: x.rolling(window, min_periods=1).mean()
-        )
-    )
-    column = "_y"
-    rows = []
-    for (method, step), g in data.groupby(["method", "step"], sort=True):
-        m, lo, hi = mean_interval(g[column].to_numpy())
-        if len(g) == 1:
-            lo = hi = m
-        rows.append({"method": method, "step": step, "mean": m, "lo": lo, "hi": hi, "n": len(g)})
-    return pd.DataFrame(rows, columns=["method", "step", "mean", "lo", "hi", "n"])
 
 
 def tail_mean(curves: pd.DataFrame, column: str, last: int) -> pd.DataFrame:
@@ -152,7 +119,7 @@ def paired_vs(
             raise ValueError(f"paired_vs: {method!r} and {reference!r} share no seed")
         d, lo, hi = paired_difference(mine.loc[seeds].to_numpy(), ref.loc[seeds].to_numpy())
         rows.append(
-            {"method": method, "lam": method_lam(method), "diff": d, "lo": lo, "hi": hi}
+            {"method": method, "lam": objective_lam(method), "diff": d, "lo": lo, "hi": hi}
             | {"n": len(seeds)}
         )
     out = pd.DataFrame(rows, columns=["method", "lam", "diff", "lo", "hi", "n"])
@@ -219,7 +186,7 @@ def betas_literal(betas: Mapping[str, float], digits: int | None = None) -> str:
     the very runs the search made (a run's directory is the hash of its spec, beta included);
     ``digits`` rounds to that many significant digits instead (for display).
     """
-    keys = sorted(betas, key=lambda k: (-method_lam(k), k))
+    keys = sorted(betas, key=lambda k: (-objective_lam(k), k))
 
     def fmt(v: float) -> str:
         return repr(float(v)) if digits is None else f"{float(v):.{digits}g}"

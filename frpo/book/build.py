@@ -17,6 +17,7 @@ from pathlib import Path
 from frpo.book import pages
 from frpo.book.execute import profile_dir, read_manifest
 from frpo.book.profiles import load_profile
+from frpo.experiments.runs import LOGS
 from frpo.paths import repo_root
 
 PROSE_PAGES = ("methods", "how-to-run")
@@ -160,4 +161,20 @@ def build_book(
         notebooks_dir=notebooks_dir,
         allow_missing=allow_missing,
     )
-    return jupyter_book_build(src, build_root)
+    html = jupyter_book_build(src, build_root)
+    chapters = sorted(p.stem for p in (src / "notebooks").glob("*.ipynb"))
+    copy_logs(profile_dir(profile, runs_root), chapters, html)
+    return html
+
+
+def copy_logs(out_dir: Path, chapters: list[str], html_dir: Path) -> None:
+    """Copy each chapter's library logs (``runs/<profile>/<name>/logs/``, see
+    :mod:`frpo.experiments.runs`) to ``<html>/<name>/logs/``, where the chapter's links
+    (``../<name>/logs/<file>``) point."""
+    for name in chapters:
+        logs = Path(out_dir) / name / LOGS
+        if logs.is_dir():
+            dest = Path(html_dir) / name / LOGS
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(logs, dest)

@@ -1,10 +1,13 @@
 """Checks on a built book's HTML: internal links and images resolve, the scoreboard is on the
-front page, every notebook chapter is present with as many images as its executed notebook has
-image outputs. Standard library only (``html.parser``)."""
+front page, every notebook chapter is present with at least one figure and as many images as its
+executed notebook has image outputs, shows the parameters it ran with (papermill's injected cell),
+and has no library progress bar or warning in its outputs (:func:`log_lines`). Standard library
+only (``html.parser``)."""
 
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -15,22 +18,45 @@ from frpo.book.pages import FOREST_FIGURE, load_claims
 
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml")
 _SKIP_SCHEMES = ("http", "https", "mailto", "data", "javascript", "tel", "ftp")
+OUTPUT_CLASS = "cell_output"
+"""MyST-NB's class of a code cell's output area."""
+INJECTED_CLASS = "tag_injected-parameters"
+"""MyST-NB's class of papermill's injected parameters cell (a chapter must show it)."""
+LOG_PATTERNS = {
+    "progress bar": re.compile(r"\d+%\|.*\||\[\d+:\d\d<\d+:\d\d|\d (it|s|examples|ba)/s\]"),
+    "library progress": re.compile(
+        r"^\s*(Loading weights|Writing model shards|Tokenizing|Truncating|Building labels|"
+        r"Dropping fully masked|Map|Filter|Generating \w+ split)\b"
+    ),
+    "warning": re.compile(r"\b[A-Z]\w*Warning:|warnings\.warn\(|^\s*(WARNING|ERROR)\b[:| ]"),
+    "kernel log": re.compile(r"\[IPKernelApp\]|IPKernelApp\b"),
+}
+"""What library output looks like in a page: tqdm bars, transformers'/datasets' progress
+descriptions, Python warnings (with their source line) and log records, the kernel's own log."""
 
 
 class _Page(HTMLParser):
-    """Collects link targets, image sources, element ids and text of one page."""
+    """Collects link targets, image sources, element ids, classes, text and the text of code
+    cell outputs of one page."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.links: list[str] = []
         self.images: list[str] = []
         self.ids: set[str] = set()
+        self.classes: set[str] = set()
         self.text: list[str] = []
+        self.output_text: list[str] = []
+        self._output_depth = 0  # > 0 inside a cell output's <div>
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v for k, v in attrs if v is not None}
         if "id" in a:
             self.ids.add(a["id"])
+        classes = a.get("class", "").split()
+        self.classes.update(classes)
+        if tag == "div" and (self._output_depth or OUTPUT_CLASS in classes):
+            self._output_depth += 1
         if tag == "a" and "href" in a:
             self.links.append(a["href"])
         elif tag == "link" and a.get("rel") in ("stylesheet", "icon") and "href" in a:
@@ -40,8 +66,16 @@ class _Page(HTMLParser):
         elif tag == "script" and "src" in a:
             self.links.append(a["src"])
 
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self._output_depth:
+            self._output_depth -= 1
+            if not self._output_depth:
+                self.output_text.append("\n")
+
     def handle_data(self, data: str) -> None:
         self.text.append(data)
+        if self._output_depth:
+            self.output_text.append(data)
 
 
 def parse_page(path: Path) -> _Page:
@@ -85,6 +119,45 @@ def broken_references(html_dir: Path) -> list[str]:
     return problems
 
 
+def log_lines(text: str) -> list[str]:
+    """``"<kind>: <line>"`` for each line of ``text`` that is library output
+    (:data:`LOG_PATTERNS`)."""
+    found = []
+    for line in text.splitlines():
+        for kind, pattern in LOG_PATTERNS.items():
+            if pattern.search(line):
+                found.append(f"{kind}: {line.strip()[:120]}")
+                break
+    return found
+
+
+def has_injected_parameters(notebook: Path) -> bool:
+    """Whether an executed notebook has papermill's injected parameters cell."""
+    nb = json.loads(Path(notebook).read_text())
+    return any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"])
+
+
+def chapter_problems(name: str, html: Path, notebook: Path) -> list[str]:
+    """What is wrong with one chapter page: fewer images than its notebook's image outputs, no
+    figure at all, papermill's parameters cell not shown, library output in its outputs."""
+    page = parse_page(html)
+    problems = []
+    want = image_outputs(notebook)
+    have = len([s for s in page.images if _internal(s) or s.startswith("data:")])
+    if have < want:
+        problems.append(f"chapter {name}: {have} images on the page, notebook has {want}")
+    if have == 0:
+        problems.append(f"chapter {name}: no figure")
+    if has_injected_parameters(notebook) and INJECTED_CLASS not in page.classes:
+        problems.append(f"chapter {name}: the parameters it ran with (injected cell) are not shown")
+    lines = log_lines("".join(page.output_text))
+    for line in lines[:3]:
+        problems.append(f"chapter {name}: library output in the page, {line}")
+    if len(lines) > 3:
+        problems.append(f"chapter {name}: ... and {len(lines) - 3} more library output lines")
+    return problems
+
+
 def image_outputs(notebook: Path) -> int:
     """How many image outputs an executed notebook holds (what its chapter must show)."""
     nb = json.loads(Path(notebook).read_text())
@@ -106,7 +179,7 @@ def check_book(
     """All problems of a built book (empty when it is sound).
 
     ``chapters`` maps each notebook name to its executed notebook; its page must be
-    ``notebooks/<name>.html`` with at least as many images as the notebook has image outputs.
+    ``notebooks/<name>.html`` and pass :func:`chapter_problems`.
     ``claims`` (the content of claims.json, or None when it is missing) fixes what the front
     page's scoreboard must show: a row per claim id, or the "not yet computed" notice.
     """
@@ -133,10 +206,7 @@ def check_book(
         if not html.is_file():
             problems.append(f"chapter {name}: no page notebooks/{name}.html")
             continue
-        want = image_outputs(notebook)
-        have = len([s for s in parse_page(html).images if _internal(s) or s.startswith("data:")])
-        if have < want:
-            problems.append(f"chapter {name}: {have} images on the page, notebook has {want}")
+        problems += chapter_problems(name, html, notebook)
         if f"notebooks/{name}.html" not in " ".join(page.links):
             problems.append(f"{front}: no link to chapter {name}")
     return problems

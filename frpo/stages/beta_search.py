@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 from frpo.paths import runs_dir
 from frpo.stages.rundir import load_metrics, write_json
@@ -57,6 +58,13 @@ def next_beta(tries: list[tuple[float, float]], target: float) -> float:
     return math.exp(min(max(step, best[0] - cap), best[0] + cap))
 
 
+def record_path(spec: RLSpec, profile: str) -> Path:
+    """Where :func:`search_beta` records the tries for ``spec`` (whatever its beta)."""
+    return (
+        runs_dir(profile) / "beta_search" / f"{run_name(dataclasses.replace(spec, beta=0.0))}.json"
+    )
+
+
 def search_beta(
     spec: RLSpec,
     target_kl: float,
@@ -93,9 +101,7 @@ def search_beta(
             break
         attempt(next_beta([(t["beta"], t["kl"]) for t in tries], target_kl))
     best = min(tries, key=lambda t: abs(math.log(max(t["kl"], 1e-12)) - math.log(target_kl)))
-    record = (
-        runs_dir(profile) / "beta_search" / f"{run_name(dataclasses.replace(spec, beta=0.0))}.json"
-    )
+    record = record_path(spec, profile)
     record.parent.mkdir(parents=True, exist_ok=True)
     write_json(record, {"target_kl": target_kl, "rtol": rtol, "tries": tries, "best": best})
     return dataclasses.replace(spec, beta=best["beta"]), tries
