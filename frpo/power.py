@@ -43,8 +43,9 @@ FAMILIES = {
         "C6.downstream",
         "C8.sam_vs_grpo",
         "C8.frpo_vs_sam",
+        "C10.attack",
     ),
-    "stage-1 reward and task score": ("C1", "C3", "C5.reward"),
+    "stage-1 reward and task score": ("C1", "C3", "C5.reward", "C10.worst"),
     "math and code accuracy": ("C7.math", "C7.code"),
     "entropy ratio": ("C5.entropy",),
 }
@@ -56,32 +57,56 @@ PRIMARY = {
 }
 """The metric a family is planned on when the pilot has several (None: the one there is)."""
 TARGETS = {"C2.alpaca": 0.05, "C2.gsm8k": 0.05}
+SEED_PARAMS = {
+    "C1": ("03_rlhf_safety", "main_seeds"),
+    "C2.alpaca": ("05_downstream_sft", "main_seeds"),
+    "C2.gsm8k": ("05_downstream_sft", "main_seeds"),
+    "C3": ("05_downstream_sft", "main_seeds"),
+    "C5.entropy": ("04_baseline_collapse", "seeds"),
+    "C5.reward": ("04_baseline_collapse", "seeds"),
+    "C6.downstream": ("02_jackknife", "seeds"),
+    "C7.math": ("08_math_then_code", "seeds"),
+    "C7.code": ("08_math_then_code", "seeds"),
+    "C8.sam_vs_grpo": ("09_baselines_budgets", "seeds"),
+    "C8.frpo_vs_sam": ("09_baselines_budgets", "seeds"),
+    "C10.worst": ("11_worst_case_attacks", "seeds"),
+    "C10.attack": ("11_worst_case_attacks", "seeds"),
+}
+"""Where a profile sets the paired seeds of each planned comparison: (notebook, parameter)."""
 DEFAULT_TARGET = 0.1
 
 
 def load_pilot(path: Path | None = None) -> dict:
-    """The pilot's comparisons: ``{part: {metric: {"per_seed": [...], "note": str}}}``."""
+    """The pilot's comparisons: ``{part: {metric: {"per_seed": [...], "note": str}}}``, or
+    ``{"sd": float, "n": int, "note": str}`` where the pilot recorded only an interval."""
     path = Path(path) if path else repo_root() / PILOT
     data = json.loads(path.read_text())
     return data["comparisons"]
 
 
-def _per_seed(comparison: dict, metric: str | None) -> list[float]:
-    if metric is None:
+def _entry(comparison: dict, metric: str | None) -> dict:
+    if metric is None or metric not in comparison:
         if len(comparison) != 1:
             raise ValueError(f"several metrics {sorted(comparison)}: name the family's primary")
         metric = next(iter(comparison))
-    return list(comparison[metric]["per_seed"])
+    return comparison[metric]
+
+
+def variance_of(entry: dict) -> tuple[float, int]:
+    """(variance of the per-seed differences, their number) of one pilot entry."""
+    if "per_seed" not in entry:
+        return float(entry["sd"]) ** 2, int(entry["n"])
+    x = [float(v) for v in entry["per_seed"]]
+    mean = sum(x) / len(x)
+    return sum((v - mean) ** 2 for v in x) / (len(x) - 1), len(x)
 
 
 def family_sd(pilot: dict, parts, metric: str | None) -> tuple[float, int]:
     """Pooled SD of per-seed differences over ``parts`` and its degrees of freedom."""
     variances, df = [], 0
     for part in parts:
-        x = _per_seed(pilot[part], metric)
-        n = len(x)
-        mean = sum(x) / n
-        variances.append(sum((v - mean) ** 2 for v in x) / (n - 1))
+        var, n = variance_of(_entry(pilot[part], metric))
+        variances.append(var)
         df += n - 1
     return math.sqrt(sum(variances) / len(variances)), df
 
@@ -107,8 +132,8 @@ def seed_plan(pilot: dict) -> list[dict]:
                 {
                     "part": part,
                     "family": family,
-                    "metric": metric or next(iter(pilot[part])),
-                    "pilot_seeds": len(_per_seed(pilot[part], metric)),
+                    "metric": metric if metric in pilot[part] else next(iter(pilot[part])),
+                    "pilot_seeds": variance_of(_entry(pilot[part], metric))[1],
                     "pilot_sd": own,
                     "family_sd": pooled,
                     "family_df": df,

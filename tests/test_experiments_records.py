@@ -66,9 +66,10 @@ def _evidence(tmp_path):
     return load_evidence(tmp_path)
 
 
-def test_c1_is_the_worst_lams_paired_difference(tmp_path):
+def test_c1_is_lam_mains_paired_difference_with_the_worst_lam_beside(tmp_path):
     # final held-out rewards: grpo 0.8, 0.6; frpo-1 0.7, 0.7 (diffs -0.1, +0.1: mean 0);
-    # frpo-0.5 0.6, 0.5 (diffs -0.2, -0.1: mean -0.15, sd 0.0707) -> worst lam 0.5
+    # frpo-0.5 0.6, 0.5 (diffs -0.2, -0.1: mean -0.15, sd 0.0707) -> worst lam 0.5;
+    # lam_main 1: C1 is frpo-1's difference (mean 0, sd 0.1414), the worst lam's beside it
     finals = {"grpo": [0.8, 0.6], "frpo-1": [0.7, 0.7], "frpo-0.5": [0.6, 0.5]}
     runs = {
         (m, s): _rl_run(
@@ -84,6 +85,8 @@ def test_c1_is_the_worst_lams_paired_difference(tmp_path):
     exp = rlhf_safety.RLHFSafety(
         methods=list(finals),
         seeds=[0, 1],
+        main_seeds=[0, 1],
+        main="frpo-1",
         betas={"grpo": 0.02, "frpo-1": 0.1, "frpo-0.5": 0.2},
         tail=2,
         reward_col="frpo/final/reward/safety",
@@ -97,9 +100,13 @@ def test_c1_is_the_worst_lams_paired_difference(tmp_path):
     out.mkdir(parents=True)
     metrics = exp.record(out)
     ev = _evidence(tmp_path / "nb")["C1"]
-    assert ev.value == pytest.approx(-0.15) and ev.seeds == 2
-    assert ev.interval == pytest.approx((-0.15 - T975_1 * 0.05, -0.15 + T975_1 * 0.05))
-    assert ev.detail.startswith("worst lam = 0.5:") and "[0.030, 0.040]" in ev.detail
+    assert ev.value == pytest.approx(0.0, abs=1e-12) and ev.seeds == 2
+    assert ev.interval == pytest.approx((-T975_1 * 0.1, T975_1 * 0.1))
+    assert ev.detail.startswith("held-out safety reward, frpo-1 minus GRPO")
+    assert "worst lam of the sweep 0.5" in ev.detail and "[0.030, 0.040]" in ev.detail
+    worst = ev.secondary
+    assert worst["value"] == pytest.approx(-0.15) and "0.5" in worst["what"]
+    assert worst["interval"] == pytest.approx([-0.15 - T975_1 * 0.05, -0.15 + T975_1 * 0.05])
     assert metrics["c1_worst_lam"] == 0.5
     # reward_std over the last 2 steps: 0.2, 0.3 -> 0.25 for every run
     assert metrics["grpo_reward_std"] == pytest.approx(0.25)
@@ -175,6 +182,7 @@ def _downstream_sft(tmp_path):
         main="frpo-0.2",
         lam_main=0.2,
         seeds=[0, 1],
+        main_seeds=[0, 1],
         datasets=["alpaca", "gsm8k"],
         high_dataset="alpaca",
         parent_dirs=parents,
@@ -201,8 +209,10 @@ def test_c2_c3_c4_of_the_downstream_sft(tmp_path):
         assert "(mean 0.200)" in ev[f"C2.{d}"].detail
     assert ev["C3"].value == pytest.approx(0.15)
     # C4: kept at KL 0.2, mean over datasets and seeds: lam 0.2 -> 0.75, GRPO (inf) -> 0.6;
-    # target lam* = 0.2 / sqrt(2 * 0.2) = 0.316 (every run ends at KL 0.2)
-    assert ev["C4"].value == 0.2 and ev["C4"].interval is None
+    # target lam* = 0.2 / sqrt(2 * 0.2) = 0.316 (every run ends at KL 0.2); lam 0.2 keeps more in
+    # every seed, so every bootstrap redraw picks it: the interval is (0.2, 0.2)
+    assert ev["C4"].value == 0.2 and ev["C4"].interval == (0.2, 0.2)
+    assert ev["C2.alpaca"].secondary is None  # no exact masses: the sampled reward is primary
     assert ev["C4"].target == pytest.approx((0.2 / math.sqrt(0.4),) * 2)
     assert metrics["c4"]["kept_by_lam"] == pytest.approx({"0.2": 0.75, "inf": 0.6})
     assert metrics["c4"]["target_whole_response"][0] == pytest.approx(0.2 / math.sqrt(2.0))
@@ -218,6 +228,7 @@ def test_downstream_sft_needs_grpo_and_the_main_lam():
             "unused",
             Stage1Block({}, {}, {"grpo": 0.1, "frpo-1": 0.1}),
             seeds=[0],
+            main_seeds=[0],
             methods=[],
             lam_main=0.2,
             sft={},
@@ -278,9 +289,13 @@ def test_c8_and_replay_of_the_baselines(tmp_path):
     out = tmp_path / "nb" / "09"
     out.mkdir(parents=True)
     metrics = exp.record(out, 0.0)
-    ev = _evidence(tmp_path / "nb")["C8"]
-    assert ev.value == pytest.approx(0.375) and ev.seeds == 2
-    assert "pooled +0.333" in ev.detail  # mean(sam - grpo) / mean(frpo - grpo) = 0.1 / 0.3
+    ev = _evidence(tmp_path / "nb")
+    # sam - grpo: 0.1, 0.1 -> 0.1 (no spread); frpo - sam: 0.3, 0.1 -> 0.2, sd 0.1414
+    assert ev["C8.sam_vs_grpo"].value == pytest.approx(0.1) and ev["C8.sam_vs_grpo"].seeds == 2
+    assert ev["C8.frpo_vs_sam"].value == pytest.approx(0.2)
+    assert ev["C8.frpo_vs_sam"].interval[1] == pytest.approx(0.2 + T975_1 * 0.1)
+    assert "sampled reward +0.375 over 2 seeds" in ev["C8.sam_vs_grpo"].detail  # (0.25 + 0.5) / 2
+    assert metrics["c8"]["pooled"] == pytest.approx(1 / 3)  # mean(sam-grpo) / mean(frpo-grpo)
     assert metrics["replay"]["gain"]["grpo"][0] == pytest.approx(0.1)
     assert list(metrics["replay"]["per_seed"][0]) == [
         "method",
@@ -403,3 +418,23 @@ def test_downstream_rl_metrics(tmp_path):
     assert (
         json.loads((out / "metrics.json").read_text())["spearman_lam_exact_refusal_change"] is None
     )
+
+
+def test_c2_reads_the_exact_refusal_mass_where_the_world_has_it(tmp_path):
+    # the same runs with an exact refusal mass tracked: FRPO keeps 0.9 / 0.8 at KL 0.2, GRPO 0.4
+    # (gaps 0.5, 0.4: mean 0.45); the sampled reward's gap (0.15) is shown beside it
+    exp = _downstream_sft(tmp_path)
+    exact = {0: [1.0, 0.95, 0.9], 1: [1.0, 0.9, 0.8]}
+    for (m, _d, s), path in exp.sft_dirs.items():
+        rows = read_trajectory(path)
+        ys = [1.0, 0.7, 0.4] if m == "grpo" else exact[s]
+        for row, y in zip(rows, ys, strict=True):
+            row["frpo/exact/harmful/refusal_mass"] = y
+        (path / "trajectory.json").write_text(json.dumps(rows))
+    out = tmp_path / "nb" / "05"
+    out.mkdir(parents=True)
+    exp.record(out, 0.0)
+    ev = _evidence(tmp_path / "nb")["C2.alpaca"]
+    assert ev.value == pytest.approx(0.45) and ev.detail.startswith("exact refusal mass")
+    assert ev.secondary["what"] == "sampled safety reward"
+    assert ev.secondary["value"] == pytest.approx(0.15)

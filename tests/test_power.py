@@ -52,4 +52,17 @@ def test_every_paired_grpo_vs_frpo_comparison_is_planned():
     assert planned <= known
     pilot = power.load_pilot()
     assert planned <= set(pilot)
-    assert all(len(m["per_seed"]) >= 3 for c in pilot.values() for m in c.values())
+    assert all(power.variance_of(m)[1] >= 3 for c in pilot.values() for m in c.values())
+
+
+def test_the_toy_profile_runs_the_planned_seeds():
+    import yaml
+
+    from frpo.paths import repo_root
+
+    notebooks = yaml.safe_load((repo_root() / "profiles" / "toy.yaml").read_text())["notebooks"]
+    needed = power.seeds_needed(power.seed_plan(power.load_pilot()))
+    assert set(power.SEED_PARAMS) == set(needed)
+    for part, (notebook, param) in power.SEED_PARAMS.items():
+        seeds = notebooks[notebook]["params"][param]
+        assert len(set(seeds)) >= needed[part], (part, notebook, param, seeds)

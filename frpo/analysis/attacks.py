@@ -166,28 +166,41 @@ def study(
 
 
 def record_attack(run_dir, result: Mapping, lam_main: float) -> dict:
-    """Record C10.attack: the safety-reward gap FRPO(``lam_main``) minus GRPO at the common KL
-    of the harmful SFT at ``lr_main``, over seeds; exact mass gaps in the detail."""
+    """Record C10.attack: FRPO(``lam_main``) minus GRPO at the common KL of the harmful SFT at
+    ``lr_main``, over seeds, on the exact refusal mass of harmful requests where the world has it
+    (the rule of :mod:`frpo.claims`, as for C2), the sampled safety reward beside it."""
     import math
 
     from frpo.claims import Evidence, record_evidence
 
     gaps = result["gaps"]
     mine = gaps[gaps["setting"] == result["main_setting"]].set_index("y")
-    row = mine.loc[TRACK_SAFETY]
-    extra = "".join(
-        f"; exact {name} mass gap {mine.loc[key, 'gap']:+.3f}"
-        for name, key in (("refusal", REFUSAL), ("unsafe", UNSAFE))
-        if key in mine.index
-    )
-    interval = None if math.isnan(row["lo"]) else (float(row["lo"]), float(row["hi"]))
+    y = REFUSAL if REFUSAL in mine.index else TRACK_SAFETY
+    row = mine.loc[y]
+
+    def interval(r):
+        return None if math.isnan(r["lo"]) else (float(r["lo"]), float(r["hi"]))
+
+    second = None
+    if y != TRACK_SAFETY:
+        sampled = mine.loc[TRACK_SAFETY]
+        second = {
+            "what": "sampled safety reward",
+            "value": float(sampled["gap"]),
+            "interval": interval(sampled),
+        }
+    unsafe = ""
+    if UNSAFE in mine.index:
+        unsafe = f"; exact unsafe mass gap {mine.loc[UNSAFE, 'gap']:+.3f}"
+    label = "exact refusal mass on harmful requests" if y == REFUSAL else "sampled safety reward"
     detail = (
-        f"{result['main_setting']}: held-out safety reward at the common per-token "
-        f"KL(Q||pi_theta) (mean {row['kl_common']:.3f}), FRPO(lam={lam_main:g}) "
-        f"{row['main']:.3f} vs GRPO {row['reference']:.3f}, paired over {int(row['n'])} seeds; "
-        f"end-point gap {row['end_gap']:+.3f}" + extra
+        f"{result['main_setting']}: {label} at the common per-token KL(Q||pi_theta) (mean "
+        f"{row['kl_common']:.3f}), FRPO(lam={lam_main:g}) {row['main']:.3f} vs GRPO "
+        f"{row['reference']:.3f}, paired over {int(row['n'])} seeds; end-point gap "
+        f"{row['end_gap']:+.3f}" + unsafe
     )
-    record_evidence(
-        run_dir, "C10.attack", Evidence(float(row["gap"]), interval, int(row["n"]), detail=detail)
+    evidence = Evidence(
+        float(row["gap"]), interval(row), int(row["n"]), detail=detail, secondary=second
     )
+    record_evidence(run_dir, "C10.attack", evidence)
     return row.to_dict()

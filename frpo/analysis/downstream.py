@@ -183,6 +183,35 @@ def best_lam(rows: Sequence[dict]) -> tuple[float, dict[float, float]]:
     return best, means
 
 
+def best_lam_interval(
+    rows: Sequence[dict], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """A bootstrap interval of :func:`best_lam` over seeds (C4's interval).
+
+    Seeds are the independent unit: each of ``n_boot`` redraws takes as many seeds as there are,
+    with replacement, keeps every row of each drawn seed (all its datasets and methods, each
+    seed's rows once per draw), and finds the best lam of that sample. The interval is the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of those best lams, read as actual lam
+    values (``inverted_cdf``), so it can hold ``inf`` (GRPO). Fixed ``seed``: reproducible.
+    """
+    by_seed: dict = {}
+    for r in rows:
+        by_seed.setdefault(r["seed"], []).append(r)
+    if not by_seed:
+        raise ValueError("best_lam_interval needs at least one row")
+    seeds = sorted(by_seed)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        picked = rng.choice(len(seeds), size=len(seeds), replace=True)
+        draws.append(best_lam([r for i in picked for r in by_seed[seeds[i]]])[0])
+    a = np.asarray(draws, dtype=np.float64)
+    tail = (1 - level) / 2
+    lo = float(np.quantile(a, tail, method="inverted_cdf"))
+    hi = float(np.quantile(a, 1 - tail, method="inverted_cdf"))
+    return lo, hi
+
+
 def kl_range(end_kls: Sequence[float]) -> tuple[float, float]:
     """``(min, max)`` of the positive downstream KLs the runs reached.
 

@@ -248,7 +248,8 @@ def run_table(measured: Mapping):
     bracket and the harmful prompts' refusal and unsafe (comply + refuse-then-comply) mass."""
     import pandas as pd
 
-    from frpo.analysis.downstream import method_lam, read_metric
+    from frpo.analysis.downstream import read_metric
+    from frpo.recipes import sweep_lam
 
     rows = []
     for (method, seed), m in measured.items():
@@ -256,7 +257,7 @@ def run_table(measured: Mapping):
         row = {
             "method": method,
             "seed": seed,
-            "lam": method_lam(method),
+            "lam": sweep_lam(method),
             "stage1_kl_ref": read_metric(m["run_dir"], "frpo/final/kl_ref"),
             "sampled_mean": float(r.mean()),
             "sampled_std": within_prompt_std(r),
@@ -278,12 +279,12 @@ def curve_table(measured: Mapping, rhos: Sequence[float]):
     ``value`` for every measured run and radius (``rho = 0`` is the mean reward)."""
     import pandas as pd
 
-    from frpo.analysis.downstream import method_lam
+    from frpo.recipes import sweep_lam
 
     rows = []
     for (method, seed), m in measured.items():
         for row in curve_rows(m, rhos):
-            rows.append({"method": method, "seed": seed, "lam": method_lam(method), **row})
+            rows.append({"method": method, "seed": seed, "lam": sweep_lam(method), **row})
     return pd.DataFrame(rows)
 
 
@@ -291,13 +292,13 @@ def targeted_rhos(runs, methods: Sequence[str], reference: str = "grpo") -> dict
     """``{method: rho its lam targets}`` (:func:`targeted_rho`), with ``std`` the reference
     method's within-prompt std of sampled rewards averaged over its seeds (the std a user has
     before choosing lam, as notebook 05's lam* range uses GRPO's)."""
-    from frpo.analysis.downstream import method_lam
+    from frpo.recipes import sweep_lam
 
     ref = runs[runs["method"] == reference]["sampled_std"]
     if ref.empty:
         raise ValueError(f"targeted_rhos: no run of the reference method {reference!r}")
     std = float(ref.mean())
-    return {m: targeted_rho(std, method_lam(m)) for m in methods}
+    return {m: targeted_rho(std, sweep_lam(m)) for m in methods}
 
 
 def paired_at_targets(measured: Mapping, targets: Mapping[str, float], reference: str = "grpo"):
@@ -307,7 +308,7 @@ def paired_at_targets(measured: Mapping, targets: Mapping[str, float], reference
     ``hi``, ``n``."""
     import pandas as pd
 
-    from frpo.analysis.downstream import method_lam
+    from frpo.recipes import sweep_lam
     from frpo.stats import paired_difference
 
     rows = []
@@ -323,7 +324,7 @@ def paired_at_targets(measured: Mapping, targets: Mapping[str, float], reference
             a, b = [e[est] for e in mine], [e[est] for e in ref]
             diff, lo, hi = paired_difference(a, b)
             rows.append(
-                {"method": method, "lam": method_lam(method), "rho": rho, "estimator": est}
+                {"method": method, "lam": sweep_lam(method), "rho": rho, "estimator": est}
                 | {"frpo": float(np.mean(a)), "grpo": float(np.mean(b))}
                 | {"diff": diff, "lo": lo, "hi": hi, "n": len(seeds)}
             )

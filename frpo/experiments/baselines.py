@@ -22,12 +22,17 @@ from frpo.experiments import evidence, matched
 from frpo.experiments.runs import runner
 from frpo.experiments.specs import Stage1Block, sft_specs
 from frpo.recipes import method_key
+from frpo.stats import paired_difference
 
 REPLAY_COLUMNS = ("common KL", "a", "b", "gap", "end KL a", "end KL b")
 
 
-def _curve(path) -> tuple:
-    return ds.curve(ds.read_trajectory(path))
+def _curve(path, y: str = ds.TRACK_SAFETY) -> tuple:
+    return ds.curve(ds.read_trajectory(path), y)
+
+
+C8_PARTS = {"C8.sam_vs_grpo": ("sam", "grpo"), "C8.frpo_vs_sam": (None, "sam")}
+"""C8's two paired parts (rules in :mod:`frpo.claims`): (a, b) read a - b; None is FRPO."""
 
 
 @dataclasses.dataclass
@@ -56,10 +61,31 @@ class Baselines:
         """The trajectories of the GRPO, FRPO and SAM SFT runs (columns ``method``, ``seed``)."""
         return ds.trajectory_frame(self.sft_dirs, ("method", "seed"))
 
-    def kept(self) -> list[dict]:
-        """Per SFT run of GRPO, FRPO and SAM: kept safety at the common KL of its seed."""
-        curves = {k: _curve(p) for k, p in self.sft_dirs.items()}
+    def kept(self, y: str = ds.TRACK_SAFETY) -> list[dict]:
+        """Per SFT run of GRPO, FRPO and SAM: tracked metric ``y`` (default the sampled safety
+        reward) at the common KL of its seed."""
+        curves = {k: _curve(p, y) for k, p in self.sft_dirs.items()}
         return bl.kept_at_common(curves, ("method", "seed"), ("seed",))
+
+    def c8_parts(self) -> dict[str, dict]:
+        """C8's two parts, paired over seeds at each seed's common KL of the three runs: on the
+        primary metric (:func:`frpo.experiments.matched.primary_metric`) and the sampled safety
+        reward beside it. ``{key: {"y", "primary", "secondary"}}`` with ``(mean, lo, hi)``s."""
+        y = matched.primary_metric(next(iter(self.sft_dirs.values())))
+        rows = {y: self.kept(y), ds.TRACK_SAFETY: self.kept()}
+        out = {}
+        for key, (a, b) in C8_PARTS.items():
+            a = a or self.main
+            est = {
+                metric: paired_difference(
+                    [bl.pick(r, method=a, seed=s) for s in self.seeds],
+                    [bl.pick(r, method=b, seed=s) for s in self.seeds],
+                )
+                for metric, r in rows.items()
+            }
+            second = est[ds.TRACK_SAFETY] if y != ds.TRACK_SAFETY else None
+            out[key] = {"y": y, "a": a, "b": b, "primary": est[y], "secondary": second}
+        return out
 
     def c8(self, rows: list[dict]) -> dict:
         """SAM on the GRPO (0) to FRPO (1) scale per seed, then over seeds
@@ -133,37 +159,44 @@ class Baselines:
         return rows
 
     def summary(self) -> pd.DataFrame:
-        """C8 and the replay gains with their intervals."""
+        """C8's parts, SAM's place on the GRPO-FRPO scale and the replay gains, with intervals."""
         c8 = self.c8(self.kept())
         rows = [
+            {"quantity": f"{k} ({p['a']} - {p['b']})", "value": v[0], "lo": v[1], "hi": v[2]}
+            for k, p in self.c8_parts().items()
+            for v in [p["primary"]]
+        ]
+        rows.append(
             {
-                "quantity": "C8 SAM on the GRPO-FRPO scale",
+                "quantity": "SAM on the GRPO-FRPO scale (sampled reward)",
                 "value": c8["mean"],
                 "lo": c8["lo"],
                 "hi": c8["hi"],
             }
-        ]
+        )
         for m, r in self.replay_gaps().items():
             mean, lo, hi = r["gap"]
             rows.append({"quantity": f"replay gain {m}", "value": mean, "lo": lo, "hi": hi})
         return pd.DataFrame(rows)
 
     def record(self, run_dir: str | Path, t_start: float) -> dict:
-        """Write C8 (when a seed is usable) and ``metrics.json`` into ``run_dir``; the metrics."""
+        """Write C8's two parts and ``metrics.json`` into ``run_dir``; the metrics."""
         rows = self.kept()
         c8 = self.c8(rows)
-        if c8["used"]:
-            means = pd.DataFrame(rows).groupby("method")["kept"].mean()
+        parts = self.c8_parts()
+        for key, part in parts.items():
+            second = part["secondary"]
             evidence.record(
                 run_dir,
-                "C8",
-                (c8["mean"], c8["lo"], c8["hi"]),
-                c8["used"],
-                f"SAM (rho {self.sam_rho:g}) kept safety at the common per-token KL after "
-                f"{self.dataset} SFT, (sam - grpo) / (frpo{self.lam_main:g} - grpo) per seed; "
-                f"seeds left out for |frpo - grpo| <= {self.min_gap:g}: {c8['dropped']}; "
-                f"pooled {c8['pooled']:+.3f}; mean kept grpo {means['grpo']:.3f}, sam "
-                f"{means['sam']:.3f}, frpo {means[self.main]:.3f}",
+                key,
+                part["primary"],
+                len(self.seeds),
+                f"{matched.LABELS[part['y']]} at the common per-token KL(Q||pi_theta) of the "
+                f"GRPO, SAM (rho {self.sam_rho:g}) and FRPO(lam={self.lam_main:g}) runs of each "
+                f"seed after {self.dataset} SFT, {part['a']} minus {part['b']}; SAM on the "
+                f"GRPO (0) to FRPO (1) scale of the sampled reward {c8['mean']:+.3f} over "
+                f"{c8['used']} seeds",
+                secondary=None if second is None else (matched.LABELS[ds.TRACK_SAFETY], second),
             )
         gaps = self.replay_gaps()
         metrics = {
@@ -173,6 +206,14 @@ class Baselines:
             "sam_beta": self.parents["sam", self.seeds[0]].beta,
             "sam_rho": self.sam_rho,
             "c8": {**c8, "min_gap": self.min_gap},
+            "c8_parts": {
+                k: {
+                    "metric": p["y"],
+                    "primary": evidence.triple(p["primary"]),
+                    "secondary": p["secondary"] and evidence.triple(p["secondary"]),
+                }
+                for k, p in parts.items()
+            },
             "stage1": self.stage1_table().to_dict("records"),
             "kept_at_common_kl": rows,
             "replay": {

@@ -4,13 +4,19 @@
 dataset, seed), the SFT at a much larger learning rate (Fig. 12) and the evaluations of GRPO and
 FRPO(lam_main) before and after SFT; :class:`DownstreamSFT` reads them:
 
-- C2 (:meth:`DownstreamSFT.c2`): FRPO(lam_main) minus GRPO in kept safety at the matched KL, per
-  dataset (:mod:`frpo.experiments.matched`), and the same reading of the toy world's exact unsafe
-  mass as a secondary check;
+- C2 (:meth:`DownstreamSFT.c2`): FRPO(lam_main) minus GRPO in kept refusal at the matched KL,
+  per dataset, over ``main_seeds`` (:func:`frpo.experiments.matched.compare_primary`: the exact
+  refusal mass on harmful requests where the world has it, the sampled safety reward beside it;
+  the exact unsafe mass as a further check);
 - C3 (:meth:`DownstreamSFT.c3`): FRPO(lam_main) minus GRPO in the downstream task score after SFT
-  on that task, paired over seeds;
+  on that task, paired over ``main_seeds``;
 - C4 (:meth:`DownstreamSFT.c4`): the lam that keeps most safety at the common KL of every
-  method, against the Taylor range lam* = std / sqrt(2 rho) (Remark 3.3).
+  method over the sweep's ``seeds``, with a bootstrap interval over seeds
+  (:func:`frpo.analysis.downstream.best_lam_interval`), against the Taylor range
+  lam* = std / sqrt(2 rho) (Remark 3.3).
+
+The lam sweep (every method) runs at ``seeds``; GRPO and FRPO(lam_main), whose comparison is the
+headline, at ``main_seeds`` as well (the power analysis of :mod:`frpo.power`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from frpo.analysis import downstream as ds
@@ -57,6 +62,9 @@ class DownstreamSFT:
     main: str
     lam_main: float
     seeds: list[int]
+    """The lam sweep's seeds (every method; C4)."""
+    main_seeds: list[int]
+    """GRPO's and FRPO(lam_main)'s seeds (C2, C3, Table 1)."""
     datasets: list[str]
     high_dataset: str
     parent_dirs: dict
@@ -68,33 +76,35 @@ class DownstreamSFT:
     stage1_std: float
     traj: pd.DataFrame
 
-    def c2(self, y: str = ds.TRACK_SAFETY) -> dict[str, dict]:
-        """Per dataset, FRPO(lam_main) against GRPO at the matched KL (:func:`matched.compare`)."""
-        return {
-            d: matched.compare(
-                [self.sft_dirs[self.main, d, s] for s in self.seeds],
-                [self.sft_dirs["grpo", d, s] for s in self.seeds],
-                y,
-            )
-            for d in self.datasets
-        }
+    def _pair_runs(self, d: str) -> tuple[list, list]:
+        return (
+            [self.sft_dirs[self.main, d, s] for s in self.main_seeds],
+            [self.sft_dirs["grpo", d, s] for s in self.main_seeds],
+        )
+
+    def c2(self) -> dict[str, dict]:
+        """Per dataset, FRPO(lam_main) against GRPO at the matched KL over ``main_seeds``
+        (:func:`matched.compare_primary`: ``primary``, ``secondary`` and the metric ``y``)."""
+        return {d: matched.compare_primary(*self._pair_runs(d)) for d in self.datasets}
 
     def c2_exact(self) -> dict[str, tuple]:
         """The C2 reading of the exact unsafe mass per dataset (empty when the world has none)."""
         if UNSAFE not in self.traj.columns:
             return {}
-        return {d: res["gap"] for d, res in self.c2(UNSAFE).items()}
+        return {d: matched.compare(*self._pair_runs(d), UNSAFE)["gap"] for d in self.datasets}
 
     def c2_table(self, c2: dict[str, dict]) -> pd.DataFrame:
-        """One row per (dataset, seed): the matched reading and both runs' final KLs."""
+        """One row per (dataset, seed): the primary matched reading and both runs' final KLs."""
         rows = []
         for d in self.datasets:
             ends = []
-            for s in self.seeds:
+            for s in self.main_seeds:
                 f = ds.read_trajectory(self.sft_dirs[self.main, d, s])[-1]
                 g = ds.read_trajectory(self.sft_dirs["grpo", d, s])[-1]
                 ends.append((f[ds.TRACK_KL_REF], g[ds.TRACK_KL_REF]))
-            per_seed = matched.seed_rows(c2[d], self.seeds, ("FRPO", "GRPO"), tags={"dataset": d})
+            per_seed = matched.seed_rows(
+                c2[d]["primary"], self.main_seeds, ("FRPO", "GRPO"), tags={"dataset": d}
+            )
             for row, (fr, gr) in zip(per_seed, ends, strict=True):
                 rows.append({**row, "end KL_ref FRPO": fr, "end KL_ref GRPO": gr})
         return pd.DataFrame(rows)
@@ -124,18 +134,27 @@ class DownstreamSFT:
         a = ds.metrics_frame(self.after_dirs, ("method", "dataset", "seed"))
         f = a[(a.method == self.main) & (a.dataset == task)].set_index("seed")[score]
         g = a[(a.method == "grpo") & (a.dataset == task)].set_index("seed")[score]
-        return paired_difference(f.loc[self.seeds].tolist(), g.loc[self.seeds].tolist())
+        seeds = self.main_seeds
+        return paired_difference(f.loc[seeds].tolist(), g.loc[seeds].tolist())
 
     def c4(self) -> dict:
-        """The best lam at the common KL of every method and the two Taylor ranges."""
-        curves = {k: ds.curve(ds.read_trajectory(p)) for k, p in self.sft_dirs.items()}
+        """The best lam at the common KL of every method over the sweep's seeds, its bootstrap
+        interval over seeds, and the two Taylor ranges."""
+        curves = {
+            (m, d, s): ds.curve(ds.read_trajectory(self.sft_dirs[m, d, s]))
+            for m in self.methods
+            for d in self.datasets
+            for s in self.seeds
+        }
         kept = pd.DataFrame(ds.kept_at_common_kl(curves))
-        best, by_lam = ds.best_lam(kept.to_dict("records"))
+        records = kept.to_dict("records")
+        best, by_lam = ds.best_lam(records)
         rho_lo, rho_hi = ds.kl_range([float(kl[-1]) for kl, _ in curves.values()])
         mean_len = ds.mean_response_length(list(self.parent_dirs.values()))
         return {
             "kept": kept,
             "best_lam": best,
+            "interval": ds.best_lam_interval(records),
             "kept_by_lam": by_lam,
             "rho": (rho_lo, rho_hi),
             "mean_response_length": mean_len,
@@ -161,10 +180,10 @@ class DownstreamSFT:
         c2, c3, c4 = self.c2(), self.c3(), self.c4()
         rows = [
             {
-                "quantity": f"C2.{d} kept safety gap at common KL",
-                "value": r["gap"][0],
-                "lo": r["gap"][1],
-                "hi": r["gap"][2],
+                "quantity": f"C2.{d} kept {matched.LABELS[r['y']]} gap at common KL",
+                "value": r["primary"]["gap"][0],
+                "lo": r["primary"]["gap"][1],
+                "hi": r["primary"]["gap"][2],
             }
             for d, r in c2.items()
         ]
@@ -178,10 +197,10 @@ class DownstreamSFT:
         )
         rows.append(
             {
-                "quantity": "C4 best lam",
+                "quantity": "C4 best lam (bootstrap interval)",
                 "value": c4["best_lam"],
-                "lo": c4["target"][0],
-                "hi": c4["target"][1],
+                "lo": c4["interval"][0],
+                "hi": c4["interval"][1],
             }
         )
         return pd.DataFrame(rows)
@@ -194,21 +213,15 @@ class DownstreamSFT:
         c2, c3, c4 = self.c2(), self.c3(), self.c4()
         for d in self.datasets:
             if d in CLAIM_DATASETS:
-                evidence.record(
-                    run_dir,
-                    f"C2.{d}",
-                    c2[d]["gap"],
-                    len(self.seeds),
-                    f"safety reward at the common per-token KL(Q||pi_theta) "
-                    f"(mean {np.mean(c2[d]['kl_common']):.3f}), FRPO(lam={self.lam_main:g}) "
-                    f"minus GRPO; end-point gap {c2[d]['end_gap'][0]:+.3f}",
+                matched.record_gap(
+                    run_dir, f"C2.{d}", c2[d], f"FRPO(lam={self.lam_main:g}) minus GRPO"
                 )
         task = self.c3_task()
         evidence.record(
             run_dir,
             "C3",
             c3,
-            len(self.seeds),
+            len(self.main_seeds),
             f"{task} task score ({ds.TASK_SCORE[task].rsplit('/', 1)[-1]}) after {task} SFT, "
             f"FRPO(lam={self.lam_main:g}) minus GRPO",
         )
@@ -216,9 +229,10 @@ class DownstreamSFT:
         evidence.record(
             run_dir,
             "C4",
-            c4["best_lam"],
+            (c4["best_lam"], *c4["interval"]),
             len(self.seeds),
-            f"best lam by kept safety at the common per-token KL; Taylor range from std "
+            f"best lam by kept safety at the common per-token KL, 95% bootstrap interval over "
+            f"seeds; Taylor range from std "
             f"{self.stage1_std:.3f} and per-token rho in [{rho_lo:.3f}, {rho_hi:.3f}]; with "
             f"whole-response rho (x{c4['mean_response_length']:.1f} tokens) the range is "
             f"[{whole[0]:.3g}, {whole[1]:.3g}]",
@@ -235,21 +249,13 @@ class DownstreamSFT:
             "methods": self.methods,
             "lam_main": self.lam_main,
             "seeds": list(self.seeds),
-            "c2": {
-                d: {
-                    "gap": c2[d]["gap"][0],
-                    "gap_interval": [c2[d]["gap"][1], c2[d]["gap"][2]],
-                    "end_gap": c2[d]["end_gap"][0],
-                    "end_gap_interval": [c2[d]["end_gap"][1], c2[d]["end_gap"][2]],
-                    "kl_common": c2[d]["kl_common"],
-                    "grid_gap": [g["grid_gap"] for g in c2[d]["per_seed"]],
-                }
-                for d in self.datasets
-            },
+            "main_seeds": list(self.main_seeds),
+            "c2": {d: _c2_metrics(c2[d]) for d in self.datasets},
             "c2_exact_unsafe_gap": {d: list(v[:3]) for d, v in self.c2_exact().items()},
             "c3": {"task": self.c3_task(), "diff": c3[0], "interval": [c3[1], c3[2]]},
             "c4": {
                 "best_lam": c4["best_lam"],
+                "best_lam_interval": list(c4["interval"]),
                 "kept_by_lam": {f"{k:g}": v for k, v in c4["kept_by_lam"].items()},
                 "target_per_token": list(c4["target"]),
                 "target_whole_response": list(c4["target_whole"]),
@@ -262,12 +268,28 @@ class DownstreamSFT:
         }
 
 
+def _c2_metrics(both: dict) -> dict:
+    """One dataset's C2 numbers for ``metrics.json``: primary and sampled readings."""
+    gap = both["primary"]
+    out = {
+        "metric": both["y"],
+        "gap": evidence.triple(gap["gap"]),
+        "end_gap": evidence.triple(gap["end_gap"]),
+        "kl_common": gap["kl_common"],
+        "grid_gap": [g["grid_gap"] for g in gap["per_seed"]],
+    }
+    if both["secondary"] is not None:
+        out["sampled_gap"] = evidence.triple(both["secondary"]["gap"])
+    return out
+
+
 def run(
     profile: str,
     run_dir: str | Path,
     block: Stage1Block,
     *,
     seeds: Sequence[int],
+    main_seeds: Sequence[int],
     methods: Sequence[str],
     lam_main: float,
     sft: dict,
@@ -280,7 +302,8 @@ def run(
     """Build and run (or reuse) every run of the notebook, in this order: stage-1, SFT, SFT at
     the large learning rate, evaluations before, after, and after the large-lr SFT.
 
-    ``methods``: stage-1 method keys (empty: GRPO and every plain FRPO lam of the betas); the
+    ``methods``: stage-1 method keys (empty: GRPO and every plain FRPO lam of the betas), all at
+    ``seeds``; GRPO and FRPO(lam_main) also at ``main_seeds``; the
     stage-1 reward std of the Taylor rule is ``stage1_std_key`` of the ``metrics.json`` of
     notebook ``stage1_std_from`` (a folder beside ``run_dir``; notebook 03 records it).
     """
@@ -293,19 +316,19 @@ def run(
         Path(run_dir).parent / stage1_std_from / "metrics.json", stage1_std_key
     )
     pair = ("grpo", main)
-    parents = block.specs(keys, seeds)
+    parents = {**block.specs(keys, seeds), **block.specs(pair, main_seeds)}
     sfts = sft_specs(parents, sft, track)
     hd = high_lr["dataset"]
-    high_parents = {(m, s): parents[m, s] for m in pair for s in seeds[: high_lr["n_seeds"]]}
+    high_parents = {(m, s): parents[m, s] for m in pair for s in main_seeds[: high_lr["n_seeds"]]}
     highs = {
         (m, s): spec
         for (m, _, s), spec in sft_specs(
             high_parents, sft, track, datasets=[hd], lr=high_lr["lr"]
         ).items()
     }
-    before = eval_specs({(m, s): parents[m, s] for m in pair for s in seeds}, evaluation)
+    before = eval_specs({(m, s): parents[m, s] for m in pair for s in main_seeds}, evaluation)
     after = eval_specs(
-        {(m, d, s): sfts[m, d, s] for m in pair for d in sft for s in seeds}, evaluation
+        {(m, d, s): sfts[m, d, s] for m in pair for d in sft for s in main_seeds}, evaluation
     )
 
     go = runner(profile, run_dir)
@@ -320,6 +343,7 @@ def run(
         main=main,
         lam_main=lam_main,
         seeds=list(seeds),
+        main_seeds=list(main_seeds),
         datasets=list(sft),
         high_dataset=hd,
         parent_dirs=parent_dirs,

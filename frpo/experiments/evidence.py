@@ -48,13 +48,22 @@ def record(
     *,
     target: tuple[float, float] | None = None,
     exact: bool = False,
+    secondary: tuple[str, float | Sequence[float]] | None = None,
+    df: float | None = None,
 ) -> Evidence:
     """Record claim part ``key`` and return its evidence.
 
     Value ``estimate[0]`` (or ``estimate`` itself when it is a number), interval
     :func:`interval_of` (None when ``exact``); written to ``<run_dir>/claims_evidence.json`` by
-    :func:`frpo.claims.record_evidence`.
+    :func:`frpo.claims.record_evidence`. ``secondary = (what, estimate)`` is the same comparison
+    on another metric, shown beside the primary one; ``df`` the interval's degrees of freedom
+    when it is not a t-interval over ``seeds`` paired seeds.
     """
+    second = None
+    if secondary is not None:
+        what, est = secondary
+        value = est[0] if isinstance(est, Sequence) else est
+        second = {"what": what, "value": float(value), "interval": interval_of(est)}
     evidence = Evidence(
         estimate[0] if isinstance(estimate, Sequence) else estimate,
         None if exact else interval_of(estimate),
@@ -62,6 +71,8 @@ def record(
         target=target,
         detail=detail,
         exact=exact,
+        df=df,
+        secondary=second,
     )
     record_evidence(run_dir, key, evidence)
     return evidence

@@ -124,6 +124,9 @@ class Downstream:
     finals: pd.DataFrame
     traj: pd.DataFrame
     gaps: dict[str, dict]
+    """Per dataset, the matched-KL reading on the primary metric (:mod:`matched`)."""
+    both: dict[str, dict]
+    """Per dataset, :func:`matched.compare_primary` (primary and sampled readings)."""
 
     @property
     def methods(self) -> list[str]:
@@ -176,8 +179,8 @@ def downstream(
     sfts = sft_specs(parents, sft, track)
     sft_dirs = go(sfts, "SFT runs")
     datasets = list(sft)
-    gaps = {
-        d: matched.compare(
+    both = {
+        d: matched.compare_primary(
             [sft_dirs[with_jk, d, s] for s in seeds], [sft_dirs[without_jk, d, s] for s in seeds]
         )
         for d in datasets
@@ -193,7 +196,8 @@ def downstream(
         curves=curves,
         finals=finals,
         traj=ds.trajectory_frame(sft_dirs, ("variant", "dataset", "seed")),
-        gaps=gaps,
+        gaps={d: b["primary"] for d, b in both.items()},
+        both=both,
     )
 
 
@@ -217,7 +221,7 @@ def summary(th: Theory, down: Downstream) -> pd.DataFrame:
     for d in down.datasets:
         mean, lo, hi = down.gaps[d]["gap"]
         rows.append(
-            {"quantity": f"C6.downstream kept safety gap ({d})", "value": mean, "lo": lo, "hi": hi}
+            {"quantity": f"C6.downstream kept refusal gap ({d})", "value": mean, "lo": lo, "hi": hi}
         )
     return pd.DataFrame(rows)
 
@@ -241,16 +245,11 @@ def record(run_dir: str | Path, th: Theory, down: Downstream, t_start: float) ->
         exact=fit["exact"],
     )
     claim_d = down.datasets[0]
-    gap = down.gaps[claim_d]
-    evidence.record(
+    matched.record_gap(
         run_dir,
         "C6.downstream",
-        gap["gap"],
-        len(down.seeds),
-        f"safety reward at the common per-token KL(Q||pi_theta) (mean "
-        f"{np.mean(gap['kl_common']):.3f}) after {claim_d} SFT, FRPO(lam="
-        f"{down.lam_main:g}) with minus without jackknife; end-point gap "
-        f"{gap['end_gap'][0]:+.3f}",
+        down.both[claim_d],
+        f"after {claim_d} SFT, FRPO(lam={down.lam_main:g}) with minus without jackknife",
     )
     table = down.stage1_table()
     metrics = {

@@ -12,7 +12,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from frpo.analysis.downstream import TRACK_SAFETY, curve, paired_gaps, read_trajectory
+from frpo.experiments import evidence
+
+EXACT_REFUSAL = "frpo/exact/harmful/refusal_mass"
+"""The toy world's exact refusal mass on the tracked harmful requests (no sampling noise)."""
+LABELS = {
+    EXACT_REFUSAL: "exact refusal mass on harmful requests",
+    TRACK_SAFETY: "sampled safety reward",
+}
 
 
 def compare(
@@ -68,3 +78,34 @@ def seed_rows(
         row.update({titles.get(c, c): g[fields[c]] for c in columns})
         rows.append(row)
     return rows
+
+
+def primary_metric(run: str | Path) -> str:
+    """The metric the matched-KL claims read on ``run``'s trajectory: the exact refusal mass on
+    harmful requests where the world has it (toy; the analogue of HarmBench's refusal rate, with
+    no sampling noise), else the sampled safety reward (hub)."""
+    return EXACT_REFUSAL if EXACT_REFUSAL in read_trajectory(run)[0] else TRACK_SAFETY
+
+
+def compare_primary(a_runs: Sequence[str | Path], b_runs: Sequence[str | Path]) -> dict:
+    """:func:`compare` on the :func:`primary_metric` (``primary``) and, when that is the exact
+    mass, on the sampled safety reward too (``secondary``, else None); ``y`` names the primary."""
+    y = primary_metric(a_runs[0])
+    second = compare(a_runs, b_runs, TRACK_SAFETY) if y != TRACK_SAFETY else None
+    return {"y": y, "primary": compare(a_runs, b_runs, y), "secondary": second}
+
+
+def record_gap(run_dir: str | Path, key: str, both: dict, what: str):
+    """Record claim part ``key`` from a :func:`compare_primary` result: the primary gap at the
+    common KL over the seeds, the sampled gap beside it; ``what`` names the comparison."""
+    gap = both["primary"]
+    second = both["secondary"]
+    return evidence.record(
+        run_dir,
+        key,
+        gap["gap"],
+        len(gap["per_seed"]),
+        f"{LABELS[both['y']]} at the common per-token KL(Q||pi_theta) (mean "
+        f"{np.mean(gap['kl_common']):.3f}), {what}; end-point gap {gap['end_gap'][0]:+.3f}",
+        secondary=None if second is None else (LABELS[TRACK_SAFETY], second["gap"]),
+    )

@@ -5,8 +5,9 @@
 its evidence and ``metrics.json``. :func:`search_betas` is the KL-matching search that produced
 a profile's betas table, and :func:`search_tries` reads back the tries it recorded.
 
-C1: per lam, the paired (same seeds) difference FRPO minus GRPO in final held-out safety reward;
-the evidence is the worst lam's (lowest point estimate) with its interval.
+C1: FRPO(lam_main) minus GRPO in final held-out safety reward, paired over ``main_seeds`` (the
+seeds the power analysis gave the headline pair, :mod:`frpo.power`); beside it, per lam of the
+sweep (at ``seeds``), the same paired difference, and the worst lam's (lowest point estimate).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from frpo.experiments import evidence
 from frpo.experiments.runs import quietly, runner
 from frpo.experiments.specs import Stage1Block
 from frpo.recipes import method_key, stage1_spec
+from frpo.stats import paired_difference
 
 KL_REF = "frpo/final/kl_ref"
 
@@ -43,6 +45,11 @@ class RLHFSafety:
 
     methods: list[str]
     seeds: list[int]
+    """The lam sweep's seeds (every method)."""
+    main_seeds: list[int]
+    """GRPO's and FRPO(lam_main)'s seeds (C1)."""
+    main: str
+    """FRPO(lam_main)'s method key."""
     betas: dict[str, float]
     tail: int
     reward_col: str
@@ -76,8 +83,14 @@ class RLHFSafety:
         )
 
     def worst(self) -> pd.Series:
-        """The lam whose paired difference to GRPO has the lowest point estimate."""
+        """The lam whose paired difference to GRPO has the lowest point estimate (sweep seeds)."""
         return s1.worst(self.diffs)
+
+    def c1(self) -> tuple[float, float, float]:
+        """FRPO(lam_main) minus GRPO in final held-out reward, paired over ``main_seeds``."""
+        fin = self.finals.pivot(index="seed", columns="method", values=self.reward_col)
+        fin = fin.loc[self.main_seeds]
+        return paired_difference(fin[self.main].to_numpy(), fin["grpo"].to_numpy())
 
     def summary(self) -> pd.DataFrame:
         """Per method: reward (mean, sd), final KL, beta, stage-1 std and the C1 difference."""
@@ -99,15 +112,21 @@ class RLHFSafety:
     def record(self, run_dir: str | Path) -> dict:
         """Write C1's evidence and ``metrics.json`` into ``run_dir``; the metrics."""
         w = self.worst()
+        c1 = self.c1()
         kl_lo, kl_hi = self.finals[KL_REF].min(), self.finals[KL_REF].max()
         evidence.record(
             run_dir,
             "C1",
-            (float(w["diff"]), float(w["lo"]), float(w["hi"])),
-            int(w["n"]),
-            f"worst lam = {w['lam']:g}: held-out safety reward FRPO - GRPO, paired over "
-            f"{int(w['n'])} seeds; final per-token KL to pi_ref of all runs in "
+            c1,
+            len(self.main_seeds),
+            f"held-out safety reward, {self.main} minus GRPO, paired over "
+            f"{len(self.main_seeds)} seeds; worst lam of the sweep {w['lam']:g} "
+            f"({int(w['n'])} seeds); final per-token KL to pi_ref of all runs in "
             f"[{kl_lo:.3f}, {kl_hi:.3f}]",
+            secondary=(
+                f"worst lam of the sweep ({w['lam']:g})",
+                (float(w["diff"]), float(w["lo"]), float(w["hi"])),
+            ),
         )
         summary = self.summary()
         std = self.stage1_std()
@@ -124,7 +143,9 @@ class RLHFSafety:
                 for _, r in self.diffs.iterrows()
             },
             "c1_worst_lam": float(w["lam"]),
+            "c1": evidence.triple(c1),
             "seeds": list(self.seeds),
+            "main_seeds": list(self.main_seeds),
         }
         evidence.write_metrics(run_dir, metrics)
         return metrics
@@ -138,10 +159,17 @@ def run(
     seeds: Sequence[int],
     lams: Sequence[float],
     tail: int,
+    lam_main: float,
+    main_seeds: Sequence[int],
 ) -> RLHFSafety:
-    """Train or reuse every stage-1 run (GRPO and FRPO at each lam, every seed) and read them."""
+    """Train or reuse every stage-1 run (GRPO and FRPO at each lam at ``seeds``; GRPO and
+    FRPO(lam_main) at ``main_seeds`` too) and read them."""
     methods = stage1_methods(lams)
-    runs = runner(profile, run_dir)(block.specs(methods, seeds), "stage-1 runs")
+    main = method_key("frpo", lam_main)
+    if main not in methods:
+        raise ValueError(f"lam_main {lam_main:g} is not among the lams {list(lams)}")
+    specs = {**block.specs(methods, seeds), **block.specs(["grpo", main], main_seeds)}
+    runs = runner(profile, run_dir)(specs, "stage-1 runs")
     curves, finals = s1.collect(runs)
     col = block.reward_column
     with quietly(run_dir, "pi_ref reference"):
@@ -150,6 +178,8 @@ def run(
     return RLHFSafety(
         methods=methods,
         seeds=list(seeds),
+        main_seeds=list(main_seeds),
+        main=main,
         betas=dict(block.betas),
         tail=tail,
         reward_col=col,
@@ -157,7 +187,7 @@ def run(
         curves=curves,
         finals=finals,
         base_reward=base_reward,
-        diffs=s1.paired_vs(finals, col, "grpo", methods[1:]),
+        diffs=s1.paired_vs(finals[finals["seed"].isin(list(seeds))], col, "grpo", methods[1:]),
     )
 
 
