@@ -74,13 +74,6 @@ def attack_specs(
     return out
 
 
-def run_attacks(specs: Mapping, profile: str) -> dict:
-    """Run every spec (finished runs are reused); ``{key: run_dir}``."""
-    from frpo.stages.sweep import run_sweep
-
-    return dict(zip(specs, run_sweep(list(specs.values()), profile), strict=True))
-
-
 def trajectories(runs: Mapping):
     """One long DataFrame of every attack trajectory: ``method``, ``setting``, ``seed``, the
     trajectory row's metrics (``step``, :data:`TRACK_KL`, :data:`TRACK_SAFETY`, ...)."""
@@ -142,9 +135,11 @@ def study(
     attack: Mapping,
     mixed: Mapping,
     track: Mapping,
-    profile: str,
+    run,
 ) -> dict:
-    """Both attacks from GRPO and FRPO(``lam_main``) at every seed (see :func:`attack_specs`).
+    """Both attacks from GRPO and FRPO(``lam_main``) at every seed (see :func:`attack_specs`),
+    run (finished runs reused) by ``run(specs, label) -> {key: run_dir}`` (a notebook's
+    :func:`frpo.experiments.runs.runner`).
 
     Returns ``runs`` (``{(method, setting, seed): run_dir}``), ``trajectories``
     (:func:`trajectories`), ``gaps`` (:func:`matched_gaps` of the safety reward and the exact
@@ -156,7 +151,7 @@ def study(
     if attack["lr_main"] not in attack["lrs"]:
         raise ValueError(f"attack.lr_main {attack['lr_main']:g} is not one of attack.lrs")
     specs = attack_specs(world, stage1, betas, ["grpo", main], seeds, attack, mixed, track)
-    runs = run_attacks(specs, profile)
+    runs = run(specs, "attack runs")
     return {
         "runs": runs,
         "trajectories": trajectories(runs),

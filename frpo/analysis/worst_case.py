@@ -207,18 +207,23 @@ def dual_primal_gap(measured: Mapping, rhos: Sequence[float], n_prompts: int = 3
     return gap
 
 
-def measured_runs(specs: Mapping, profile: str, cache_dir, n_prompts, n_samples, max_new, seed):
+def measured_runs(
+    specs: Mapping, run, cache_dir, n_prompts, n_samples, max_new, seed, quiet=None
+) -> dict:
     """:func:`measure_model` of every stage-1 run in ``specs`` (``{key: RLSpec}``), trained
-    first where needed (``run_sweep``); each measurement cached as JSON in ``cache_dir`` under the
-    run's name and the measurement settings, so a re-executed notebook measures nothing twice."""
+    first where needed by ``run(specs, label) -> {key: run_dir}`` (a notebook's
+    :func:`frpo.experiments.runs.runner`); each measurement cached as JSON in ``cache_dir`` under
+    the run's name and the measurement settings, so a re-executed notebook measures nothing
+    twice. ``quiet(label)``: a context manager that keeps the libraries' output out of the
+    notebook while a model is measured (:func:`frpo.experiments.runs.quietly`)."""
+    import contextlib
     from pathlib import Path
 
     from frpo.stages.rundir import read_json, write_json
     from frpo.stages.sources import open_source
     from frpo.stages.spec import run_name
-    from frpo.stages.sweep import run_sweep
 
-    dirs = dict(zip(specs, run_sweep(list(specs.values()), profile), strict=True))
+    dirs = run(specs, "stage-1 runs")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tag = f"v{MEASURE_VERSION}-p{n_prompts}-k{n_samples}-t{max_new}-s{seed}"
@@ -227,9 +232,10 @@ def measured_runs(specs: Mapping, profile: str, cache_dir, n_prompts, n_samples,
         path = cache_dir / f"{run_name(spec)}-{tag}.json"
         if not path.is_file():
             backend = open_source(spec.source)
-            got = measure_model(
-                backend, dirs[key] / "model", spec.source, n_prompts, n_samples, max_new, seed
-            )
+            with quiet("worst-case measurements") if quiet else contextlib.nullcontext():
+                got = measure_model(
+                    backend, dirs[key] / "model", spec.source, n_prompts, n_samples, max_new, seed
+                )
             write_json(path, got)
         out[key] = {**read_json(path), "run_dir": str(dirs[key])}
     return out
@@ -342,18 +348,20 @@ def study(
     lam_seeds: Sequence[int],
     rhos: Sequence[float],
     measure: Mapping,
-    profile: str,
+    run,
     cache_dir,
+    quiet=None,
 ) -> dict:
     """The worst case in the ball of notebook 03's stage-1 models (the same specs, so the same
     run directories: nothing is retrained).
 
     GRPO and FRPO(``lam_main``) at every seed of ``seeds``; FRPO at the other ``lams`` at
     ``lam_seeds``. ``measure``: ``n_prompts``, ``n_samples``, ``max_new_tokens``, ``seed`` of
-    :func:`measure_model`. Returns ``measured`` (per run), ``runs`` (:func:`run_table`),
-    ``curves`` (:func:`curve_table` at ``rhos`` and every targeted rho), ``targets``
-    (:func:`targeted_rhos`), ``paired`` (:func:`paired_at_targets`) and ``dual_primal_gap`` (the
-    largest over the first seed of every method, :func:`dual_primal_gap` at ``rhos``).
+    :func:`measure_model`; ``run`` and ``quiet`` as :func:`measured_runs` takes them. Returns
+    ``measured`` (per run), ``runs`` (:func:`run_table`), ``curves`` (:func:`curve_table` at
+    ``rhos`` and every targeted rho), ``targets`` (:func:`targeted_rhos`), ``paired``
+    (:func:`paired_at_targets`) and ``dual_primal_gap`` (the largest over the first seed of
+    every method, :func:`dual_primal_gap` at ``rhos``).
     """
     from frpo.recipes import method_key, stage1_spec
 
@@ -366,12 +374,13 @@ def study(
     specs = {k: stage1_spec(k[0], k[1], dict(world), dict(stage1), dict(betas)) for k in keys}
     measured = measured_runs(
         specs,
-        profile,
+        run,
         cache_dir,
         measure["n_prompts"],
         measure["n_samples"],
         measure["max_new_tokens"],
         measure["seed"],
+        quiet,
     )
     runs = run_table(measured)
     methods = list(dict.fromkeys(m for m, _ in keys))
