@@ -117,8 +117,12 @@ def forest_plot(board: Sequence[dict], title: str = ""):
         Line2D([], [], marker="D", ls="", color="black", label="paper's effect"),
         Line2D([], [], marker="o", ls="", mfc="white", mec="0.5", label="reference build"),
     ]
-    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=8, frameon=False)
+    height = 0.62 * len(parts) + 1.4
+    fig.legend(
+        handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False, borderaxespad=0.2
+    )
     if title:
-        fig.suptitle(title, y=0.995, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.9 / (0.62 * len(parts) + 1.4)))
+        fig.suptitle(title, fontsize=10)
+    # room for the title above and the legend (two rows) below
+    fig.tight_layout(rect=(0, 0.7 / height, 1, 1 - 0.35 / height))
     return fig
