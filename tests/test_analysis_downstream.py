@@ -158,3 +158,28 @@ def test_metrics_frame(tmp_path):
     }
     with pytest.raises(ValueError, match="does not match"):
         ds.metrics_frame(runs, ("method",))
+
+
+def test_best_lam_interval_bootstraps_over_seeds():
+    from frpo.analysis.downstream import best_lam_interval
+
+    def rows(kept_by_seed):
+        return [
+            {"lam": lam, "seed": s, "dataset": "alpaca", "kept": k}
+            for s, by_lam in kept_by_seed.items()
+            for lam, k in by_lam.items()
+        ]
+
+    # lam 0.2 keeps most in every seed: every redraw picks it
+    same = rows({s: {0.2: 0.8, 1.0: 0.6, math.inf: 0.5} for s in range(4)})
+    assert best_lam_interval(same) == (0.2, 0.2)
+    # seeds disagree (two favour 0.2, two GRPO): redraws pick either, the interval holds both
+    split = rows(
+        {0: {0.2: 0.9, math.inf: 0.5}, 1: {0.2: 0.9, math.inf: 0.5}}
+        | {2: {0.2: 0.4, math.inf: 0.6}, 3: {0.2: 0.4, math.inf: 0.6}}
+    )
+    lo, hi = best_lam_interval(split, n_boot=500, seed=1)
+    assert (lo, hi) == (0.2, math.inf)
+    assert best_lam_interval(split, n_boot=500, seed=1) == (lo, hi)  # fixed seed: reproducible
+    with pytest.raises(ValueError, match="at least one row"):
+        best_lam_interval([])
