@@ -81,3 +81,18 @@ def state(environ: dict | None = None) -> dict:
     else:
         mode = "custom"
     return {"mode": mode, "variables": values}
+
+
+def unpinned_note(capability: str, environ: dict | None = None) -> str:
+    """One line for a notebook whose torch runs other code paths than the pinned AVX2 ones on a
+    machine that could pin them (``capability``: ``torch.backends.cpu.get_cpu_capability()``);
+    empty when pinned, opted out, or unable to pin."""
+    env = os.environ if environ is None else environ
+    if env.get(OPT_OUT) or not can_pin() or capability == "AVX2":
+        return ""
+    exports = " ".join(f"{k}={v}" for k, v in PINNED.items())
+    return (
+        f"note: this kernel runs torch's {capability} code paths, not the pinned AVX2 ones, so "
+        "its numbers may differ from the reference build's; run it through `frpo book run`, or "
+        f"export {exports} before starting Jupyter (frpo.numerics)"
+    )

@@ -241,3 +241,13 @@ def test_the_test_process_runs_the_pinned_avx2_paths():
 
     if numerics.can_pin() and not __import__("os").environ.get(numerics.OPT_OUT):
         assert torch.backends.cpu.get_cpu_capability() == "AVX2"
+
+
+def test_a_notebook_says_when_its_numerics_are_not_pinned(monkeypatch):
+    from frpo import numerics
+
+    monkeypatch.setattr(numerics, "can_pin", lambda: True)
+    note = numerics.unpinned_note("AVX512", {})
+    assert "AVX512 code paths" in note and "MKL_CBWR=AVX2,STRICT" in note
+    assert numerics.unpinned_note("AVX2", {}) == ""
+    assert numerics.unpinned_note("AVX512", {numerics.OPT_OUT: "1"}) == ""

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from frpo import numerics
 from frpo.stages.quiet import library_output
 from frpo.stages.rundir import is_complete, run_path
 from frpo.stages.sweep import run_stage
@@ -87,7 +88,8 @@ def run_specs(
 
 def start(run_dir: str | Path, n_threads: int) -> Path:
     """What every experiment notebook does first: resolve and create its ``run_dir``
-    (:func:`frpo.paths.resolve`), set torch's CPU threads, and import the training libraries
+    (:func:`frpo.paths.resolve`), set torch's CPU threads, say so when the CPU numerics are not
+    the pinned ones (:func:`frpo.numerics.unpinned_note`), and import the training libraries
     with their import-time warnings sent to ``<run_dir>/logs/imports.log``. Returns the path."""
     import torch
 
@@ -96,6 +98,9 @@ def start(run_dir: str | Path, n_threads: int) -> Path:
     path = resolve(run_dir)
     path.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(n_threads)
+    note = numerics.unpinned_note(torch.backends.cpu.get_cpu_capability())
+    if note:
+        print(note)
     with quietly(path, "imports"):
         import datasets  # noqa: F401
         import transformers  # noqa: F401
