@@ -57,7 +57,7 @@ def test_every_problem_is_reported_at_once(repo):
     with pytest.raises(ValueError) as err:
         _load(repo, "bad")
     msg = str(err.value)
-    assert "parameter 'n' = 'three' is a str, but the notebook's default 3 is a int" in msg
+    assert "01_alpha.n: must be a number like the notebook's default 3, got 'three'" in msg
     assert "'run_dir' is set by the runner" in msg
     assert "unknown key 'dependson' (did you mean 'depends_on'?)" in msg
     assert "depends on unknown notebook '01_alfa'" in msg
@@ -74,7 +74,7 @@ def test_int_is_accepted_for_a_float_default_but_bool_is_not(repo):
     _write(repo, "num", {"01_alpha": {"params": {"scale": 2, "n": 4}}, "02_beta": {}})
     assert _load(repo, "num").notebooks["01_alpha"].params == {"scale": 2, "n": 4}
     _write(repo, "boolean", {"01_alpha": {"params": {"n": True}}, "02_beta": {}})
-    with pytest.raises(ValueError, match="'n' = True is a bool"):
+    with pytest.raises(ValueError, match="01_alpha.n: must be a number .* got True"):
         _load(repo, "boolean")
 
 

@@ -62,7 +62,8 @@ def test_code_that_shapes_a_run_is_its_runner_method_and_source_not_the_package(
     assert "frpo/trainer.py" not in sft_files
     assert "frpo/stages/hub.py" in hub_files and not any("toyworld" in f for f in hub_files)
     everything = frpo_files | grpo_files | sft_files | hub_files
-    assert not any(f.startswith(("frpo/book/", "frpo/analysis/", "frpo/claims")) for f in everything)
+    readers = ("frpo/book/", "frpo/analysis/", "frpo/claims")
+    assert not any(f.startswith(readers) for f in everything)
 
 
 def test_the_closure_follows_imports_inside_functions(tmp_path):
