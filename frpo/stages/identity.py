@@ -261,3 +261,40 @@ def changes(old: dict | None, new: dict) -> list[str]:
             out.append(f"{name} {before} -> {version}")
     out += _dict_changes("input", old.get("inputs", {}), new["inputs"])
     return out or ["identity changed"]
+
+
+# ----------------------------------------------------------------------------- dry run
+
+
+def _planned_base(source) -> str:
+    """The base model's checksum where it is known without building or hashing anything."""
+    if source.kind == "toy":
+        from frpo.toyworld import ToyWorld, WorldConfig
+
+        path = ToyWorld(WorldConfig(seed=source.seed, size=source.size)).base_model_dir()
+        try:
+            return listing_digest(read_checksums(path))[:12]
+        except ValueError:
+            return "pending (the toy base model is pretrained on first use)"
+    if resolve(source.model).exists():
+        return f"pending ({source.model} is hashed when the run starts)"
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source.model, "config.json")
+    if isinstance(cached, str):
+        return f"{source.model}@{Path(cached).parent.name[:12]}"
+    return f"pending ({source.model}: its commit is read from the Hugging Face cache at the start)"
+
+
+def planned_identity(spec) -> str:
+    """One line on a run's identity for ``frpo book run --dry-run``: the digest of the code that
+    shapes it, the base model's checksum (or ``pending (<when it is known>)``) and the parent
+    run; nothing is built, downloaded or hashed but source files."""
+    parts = [
+        f"code {listing_digest(code_files(spec))[:12]}",
+        f"base model {_planned_base(spec.source)}",
+    ]
+    upstream = spec.model if isinstance(spec, EvalSpec) else spec.parent
+    if upstream is not None:
+        parts.append(f"parent {run_name(upstream)}")
+    return ", ".join(parts)
