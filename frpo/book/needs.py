@@ -118,25 +118,35 @@ def describe_needs(notebook: str, params: dict) -> list[str]:
     ]
 
 
+def _by_item(needs: list[Need]) -> dict[tuple[str, str, str], list[str]]:
+    """(kind, name, parameter) -> the notebooks asking for it."""
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for n in needs:
+        notebook, param = n.where.split(".", 1)
+        out.setdefault((n.kind, n.name, param), []).append(notebook)
+    return out
+
+
 def unmet(profile: str, notebooks: dict[str, dict]) -> str:
     """One message listing what the notebooks about to execute need and this machine lacks
     (no GPU, missing local files, models/datasets neither cached nor reachable); "" if none."""
     needs = [n for nb, params in notebooks.items() for n in world_needs(nb, params.get("world"))]
-    missing = [n for n in needs if not have(n)[0]]
-    if not missing:
-        return ""
+    missing = _by_item([n for n in needs if not have(n)[0]])
     lines = []
-    gpus = [n for n in missing if n.kind == "gpu"]
-    if gpus:
-        lines.append(f"no CUDA GPU (torch.cuda.device_count() == 0); needed by "
-                     f"{', '.join(sorted({n.where for n in gpus}))}")  # fmt: skip
-    files = sorted({(n.name, n.where) for n in missing if n.kind == "file"})
-    lines += [f"missing local file {name} ({where})" for name, where in files]
-    remote = sorted({f"{n.kind} {n.name}" for n in missing if n.kind in ("model", "dataset")})
+    order = {"gpu": 0, "file": 1}
+    for (kind, name, param), nbs in sorted(missing.items(), key=lambda x: order.get(x[0][0], 2)):
+        nbs = sorted(nbs)
+        if kind == "gpu":
+            lines.append(
+                f"no CUDA GPU (torch.cuda.device_count() == 0); needed by {', '.join(nbs)}"
+            )
+        elif kind == "file":
+            lines.append(f"missing local file {name} ({param} of {', '.join(nbs)})")
+    remote = sorted({f"{kind} {name}" for kind, name, _ in missing if kind in ("model", "dataset")})
     if remote and not hub_reachable():
-        lines.append("not in the Hugging Face cache and the hub is unreachable"
-                     f"{' (HF_HUB_OFFLINE is set)' if os.environ.get('HF_HUB_OFFLINE') else ''}:"
-                     f" {', '.join(remote)}")  # fmt: skip
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        lines.append(f"not in the Hugging Face cache and the hub is unreachable{offline}: "
+                     f"{', '.join(remote)}")  # fmt: skip
     if not lines:
         return ""
     listing = "\n  - ".join(lines)
