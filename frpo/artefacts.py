@@ -100,11 +100,13 @@ def damaged_files(directory: Path) -> list[str]:
         return [str(err)]
     problems = []
     for rel, want in sorted(sums.items()):
-        path = directory / rel
-        if not path.is_file():
+        try:
+            if file_sha256(directory / rel) != want:
+                problems.append(f"{rel} does not match its checksum")
+        except FileNotFoundError:
             problems.append(f"{rel} is missing")
-        elif file_sha256(path) != want:
-            problems.append(f"{rel} does not match its checksum")
+        except OSError as err:
+            problems.append(f"{rel} is unreadable ({err.strerror})")
     return problems
 
 

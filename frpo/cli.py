@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from frpo.book.execute import NotebookFailed, Terminated
 
-    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM is handled like Ctrl-C
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # like Ctrl-C
     try:
         return _run(args) if args.command == "run" else _build_and_check(args)
     except (ValueError, NotebookFailed, RuntimeError) as err:
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         print("frpo: interrupted; finished notebooks and stage runs are kept", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -97,10 +97,12 @@ def stale_reason(path: Path, identity: dict) -> str | None:
     path = Path(path)
     if not is_complete(path):
         return None
-    try:
-        recorded = read_json(path / IDENTITY)
-    except (OSError, ValueError):
-        recorded = None
+    recorded = None
+    if (path / IDENTITY).is_file():
+        try:
+            recorded = read_json(path / IDENTITY)
+        except (OSError, ValueError):
+            return f"damaged: {IDENTITY} is unreadable"
     changed = changes(recorded, identity)
     if changed:
         return ", ".join(changed)
