@@ -53,7 +53,8 @@ def test_code_that_shapes_a_run_is_its_runner_method_and_source_not_the_package(
     sft_files = set(code_files(SFTSpec(parent=FRPO)))
     hub_files = set(code_files(RLSpec(source=Source(kind="hub", model="org/m"))))
     for files in (frpo_files, grpo_files):
-        assert {"frpo/stages/rlhf.py", "frpo/stages/rundir.py", "frpo/toyworld/world.py"} <= files
+        assert {"frpo/stages/rlhf.py", "frpo/stages/common.py", "frpo/toyworld/world.py"} <= files
+        assert "frpo/stages/rundir.py" not in files  # stores runs, computes nothing in them
     assert {"frpo/trainer.py", "frpo/losses.py"} <= frpo_files
     assert not {"frpo/trainer.py", "frpo/losses.py", "frpo/stages/sam.py"} & grpo_files
     assert "frpo/stages/sam.py" in code_files(RLSpec(method="grpo_sam"))

@@ -23,8 +23,9 @@ Which code shapes a run (:func:`code_files`): the import closure, over ``frpo``'
 unless the spec selects them: the other stages' runners (:data:`RUNNERS`), the modules of other
 methods (:data:`METHOD_MODULES`: a GRPO run does not depend on ``frpo/trainer.py``) and of other
 sources (:data:`SOURCE_MODULES`: a toy run does not depend on the hub backend); and the modules
-that only read results (:data:`READERS`). So a change to ``frpo/trainer.py`` retrains the FRPO
-runs and reuses the GRPO ones; a change to ``frpo/toyworld/`` retrains every toy run.
+that only read results (:data:`READERS`) or store and find runs (:data:`KEEPERS`). So a change
+to ``frpo/trainer.py`` retrains the FRPO runs and reuses the GRPO ones; a change to
+``frpo/toyworld/`` retrains every toy run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ SOURCE_MODULES = {
 }
 READERS = ("frpo.book", "frpo.analysis", "frpo.claims", "frpo.cli")
 """Modules that read results and never shape a run."""
+KEEPERS = (
+    "frpo.artefacts",
+    "frpo.locks",
+    "frpo.paths",
+    "frpo.stages.rundir",
+    "frpo.stages.identity",
+    "frpo.stages.sweep",
+)
+"""Modules that store, find, lock or dispatch runs without computing anything in them: a fix to
+them does not retrain runs that may have taken days."""
 
 
 def package_root() -> Path:
@@ -133,7 +144,7 @@ def selected_modules(spec) -> tuple[list[str], list[str]]:
     excluded = [m for m in RUNNERS.values() if m not in roots]
     for table in (METHOD_MODULES, SOURCE_MODULES):
         excluded += [m for mods in table.values() for m in mods if m not in roots]
-    return roots, excluded + list(READERS)
+    return roots, excluded + list(READERS) + list(KEEPERS)
 
 
 def code_files(spec, root: Path | None = None) -> dict[str, str]:
