@@ -52,6 +52,8 @@ def test_code_that_shapes_a_run_is_its_runner_method_and_source_not_the_package(
     frpo_files, grpo_files = set(code_files(FRPO)), set(code_files(GRPO))
     sft_files = set(code_files(SFTSpec(parent=FRPO)))
     hub_files = set(code_files(RLSpec(source=Source(kind="hub", model="org/m"))))
+    assert "frpo/harness/overrides.py" in hub_files
+    assert not any(f.startswith("frpo/harness/") for f in frpo_files | grpo_files)
     for files in (frpo_files, grpo_files):
         assert {"frpo/stages/rlhf.py", "frpo/stages/common.py", "frpo/toyworld/world.py"} <= files
         assert "frpo/stages/rundir.py" not in files  # stores runs, computes nothing in them
@@ -98,7 +100,7 @@ def test_identity_json_records_spec_code_packages_and_inputs(cache):
     )
     assert set(recorded["packages"]) == set(identity.PACKAGES)
     base = recorded["inputs"]["base_model"]
-    assert base["path"] == str(cache) and len(base["sha256"]) == 64
+    assert base == {"sha256": artefacts.listing_digest(artefacts.read_checksums(cache))}
     child = run_identity(SFTSpec(parent=FRPO))
     assert child["inputs"]["parent"]["identity"] == recorded["digest"]
     sums = json.loads((path / "checksums.json").read_text())
@@ -256,3 +258,29 @@ def test_runs_from_before_identities_are_rebuilt_once(cache, capsys):
     run_once(GRPO, "smoke", _counting(calls, "grpo"))
     assert calls == ["grpo", "grpo"]
     assert "no identity.json" in capsys.readouterr().err
+
+
+def test_move_into_place_replaces_an_invalid_final_and_keeps_a_valid_one(tmp_path):
+    # (the toy base model's lost-marker case of the issue: "[Errno 39] Directory not empty")
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "old.txt").write_text("half-written, no marker")
+    tmp = artefacts.tmp_dir(final)
+    tmp.mkdir()
+    (tmp / "new.txt").write_text("finished")
+    assert artefacts.move_into_place(tmp, final, lambda p: (p / "DONE").is_file()) == final
+    assert [p.name for p in final.iterdir()] == ["new.txt"] and not tmp.exists()
+    (final / "DONE").write_text("ok")
+    tmp.mkdir()
+    (tmp / "other.txt").write_text("a second builder's copy")
+    artefacts.move_into_place(tmp, final, lambda p: (p / "DONE").is_file())
+    assert sorted(p.name for p in final.iterdir()) == ["DONE", "new.txt"] and not tmp.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_moved_cache_with_the_same_weights_keeps_the_identity(cache, tmp_path, monkeypatch):
+    before = run_identity(GRPO)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(cache.parent.parent, moved)
+    monkeypatch.setenv("FRPO_CACHE", str(moved))
+    assert run_identity(GRPO) == before

@@ -49,7 +49,7 @@ METHOD_MODULES = {"frpo": ("frpo.trainer", "frpo.losses"), "grpo_sam": ("frpo.st
 SOURCE_MODULES = {
     "toy": ("frpo.toyworld",),
     "files": ("frpo.stages.files",),
-    "hub": ("frpo.stages.hub",),
+    "hub": ("frpo.stages.hub", "frpo.harness"),  # harness: the paper-scale trainer overrides
 }
 READERS = ("frpo.book", "frpo.analysis", "frpo.claims", "frpo.cli")
 """Modules that read results and never shape a run."""
@@ -195,14 +195,15 @@ def hub_revision(model_id: str) -> str:
 
 
 def base_model_input(source, backend) -> dict[str, str]:
-    """What the base model is, by content."""
+    """What the base model is, by content (where it lies is in the spec, or for the toy world
+    in the cache folder, and is not part of the identity)."""
     path = str(backend.base_model_path())
     if source.kind == "toy":
-        return {"path": path, "sha256": listing_digest(read_checksums(Path(path)))}
+        return {"sha256": listing_digest(read_checksums(Path(path)))}
     local = resolve(path)
     if local.exists():
-        return {"path": path, "sha256": path_digest(local)}
-    return {"id": path, "revision": hub_revision(path)}
+        return {"sha256": path_digest(local)}
+    return {"revision": hub_revision(path)}
 
 
 def data_inputs(source) -> dict[str, dict[str, str]]:
@@ -211,9 +212,9 @@ def data_inputs(source) -> dict[str, dict[str, str]]:
     for key, value in source.data:
         local = resolve(value) if value and not value.startswith(("http://", "https://")) else None
         if local is not None and local.exists():
-            out[key] = {"path": value, "sha256": path_digest(local)}
+            out[key] = {"sha256": path_digest(local)}
         else:
-            out[key] = {"id": value}
+            out[key] = {"id": value}  # a hub id, by name
     return out
 
 
