@@ -471,13 +471,14 @@ def _read_only(prof: Profile, plan: list[Planned], out_dir: Path, log) -> list[N
     return [NotebookRun(p.name, "cached", p.key, p.params, p.output) for p in plan]
 
 
-def _current_manifest(out_dir: Path, log) -> dict:
-    """The manifest to plan from; a damaged one counts as empty (the first write of a run sets
-    it aside, saying so)."""
+def _current_manifest(out_dir: Path, log, dry_run: bool) -> dict:
+    """The manifest to plan from; a damaged one counts as empty (a run's first write sets it
+    aside, saying so; a dry run says how to rebuild it)."""
     try:
         return read_manifest(out_dir)
     except DamagedManifest as err:
-        log(f"frpo: {err}")
+        if dry_run:
+            log(f"frpo: {err}")
         return {"notebooks": {}}
 
 
@@ -516,7 +517,7 @@ def run_profile(
         else load_profile(profile, profiles_dir=profiles_dir, notebooks_dir=notebooks_dir)
     )
     out_dir = profile_dir(prof.name, runs_root)
-    plan = plan_profile(prof, only, force, out_dir, _current_manifest(out_dir, log))
+    plan = plan_profile(prof, only, force, out_dir, _current_manifest(out_dir, log, dry_run))
     if dry_run:
         return describe_plan(prof, plan, log)
     if not _writable(out_dir):

@@ -105,7 +105,8 @@ def stale_reason(path: Path, identity: dict) -> str | None:
             return f"damaged: {IDENTITY} is unreadable"
     changed = changes(recorded, identity)
     if changed:
-        return ", ".join(changed)
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        return ", ".join(changed[:4]) + more
     damaged = damaged_files(path)
     return "damaged: " + "; ".join(damaged) if damaged else ""
 
