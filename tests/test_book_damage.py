@@ -20,7 +20,7 @@ import pytest
 from test_book_fixtures import make_fixture_repo
 
 from frpo.artefacts import DamagedArtefact
-from frpo.book import build, execute
+from frpo.book import build, execute, keys
 from frpo.book.manifest import DamagedManifest, read_manifest
 from frpo.book.needs import unmet
 from frpo.book.profiles import load_profile
@@ -29,7 +29,7 @@ from frpo.paths import repo_root
 
 @pytest.fixture(autouse=True)
 def fixed_package_hash(monkeypatch):
-    monkeypatch.setattr(execute, "package_hash", lambda: "pkg-v1")
+    monkeypatch.setattr(keys, "package_hash", lambda: "pkg-v1")
 
 
 @pytest.fixture()

@@ -5,6 +5,7 @@ params     the checks of every profile parameter (type, range, the run specs it 
 plan       ``describe(notebook, params)``: what a dry run prints (launches, identities, needs)
 needs      what a notebook needs from the machine (GPUs, models, datasets, local files)
 manifest   ``runs/<profile>/manifest.json``, read checked and updated under a lock by merging
+keys       a notebook's cache key and the checksums of what it wrote (why it would execute)
 execute    ``run_profile``: papermill in dependency order, cached by content hashes
 pages      pages generated from runs/ (scoreboard, reproducibility, table of contents)
 build      ``build_book``: assemble the build tree and call ``jupyter-book build``

@@ -15,15 +15,13 @@ warm rebuild reuses every executed copy. (A stage run a notebook trains is reuse
 terms, its identity: :mod:`frpo.stages.identity`.)
 
 Steps of :func:`run_profile`: load and check the profile (:mod:`frpo.book.profiles`), plan
-(:func:`plan_profile`: each notebook's key and why it would execute), then either describe the
-plan (dry run, :mod:`frpo.book.plan`) or check what the notebooks to execute need from the
-machine (:mod:`frpo.book.needs`) and execute them (:class:`Execution`).
+(:func:`frpo.book.keys.plan_profile`: each notebook's key and why it would execute), then either
+describe the plan (dry run, :mod:`frpo.book.plan`) or check what the notebooks to execute need
+from the machine (:mod:`frpo.book.needs`) and execute them (:class:`Execution`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import queue
 import sys
@@ -36,6 +34,14 @@ from typing import Any
 from frpo import paths
 from frpo.artefacts import file_sha256
 from frpo.book import envinfo
+from frpo.book.keys import (  # noqa: F401 - package_hash, source_hash: the module's API too
+    Planned,
+    output_checksums,
+    package_hash,
+    plan_profile,
+    source_hash,
+    stale_reason,
+)
 from frpo.book.manifest import (
     HOST,
     DamagedManifest,
@@ -45,7 +51,7 @@ from frpo.book.manifest import (
     set_notebook,
     update_manifest,
 )
-from frpo.book.profiles import NotebookSpec, Profile, load_profile, match_notebook
+from frpo.book.profiles import Profile, load_profile
 from frpo.locks import LOCKS_DIR, exclusive
 
 KERNEL = "python3"
@@ -59,37 +65,6 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (raised by the CLI's handler): handled like Ctrl-C."""
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def package_hash(package_dir: Path | None = None) -> str:
-    """SHA-256 over the relative paths and contents of every ``*.py`` file of the package."""
-    root = Path(package_dir) if package_dir else Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        if "__pycache__" in f.parts:
-            continue
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def source_hash(notebook: Path) -> str:
-    """SHA-256 of a notebook's cells (type, source, tags), ignoring outputs and counters."""
-    nb = json.loads(Path(notebook).read_text())
-    cells = []
-    for cell in nb.get("cells", []):
-        src = cell.get("source", "")
-        src = "".join(src) if isinstance(src, list) else src
-        tags = sorted(cell.get("metadata", {}).get("tags", []))
-        cells.append([cell.get("cell_type"), src, tags])
-    return _sha(json.dumps(cells).encode())
-
-
-def params_hash(params: dict[str, Any]) -> str:
-    return _sha(json.dumps(params, sort_keys=True, default=str).encode())
-
-
 def profile_dir(profile: str, runs_root: Path | None = None) -> Path:
     """``<runs_root>/<profile>`` (created); default ``frpo.paths.runs_dir(profile)``."""
     if runs_root is None:
@@ -97,19 +72,6 @@ def profile_dir(profile: str, runs_root: Path | None = None) -> Path:
     out = Path(runs_root) / profile
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _as_param_path(path: Path) -> str:
-    """Relative to the repository root when inside it (``frpo.paths.resolve`` reverses this)."""
-    try:
-        return path.resolve().relative_to(paths.repo_root().resolve()).as_posix()
-    except ValueError:
-        return str(path.resolve())
-
-
-def resolved_params(profile: str, notebook: str, params: dict, out_dir: Path) -> dict[str, Any]:
-    """The parameters papermill injects: the profile's values plus ``profile`` and ``run_dir``."""
-    return {**params, "profile": profile, "run_dir": _as_param_path(out_dir / notebook)}
 
 
 @dataclass
@@ -124,89 +86,6 @@ class NotebookRun:
     wall_s: float | None = None
     reason: str = ""
     lines: list[str] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------- planning
-
-
-@dataclass
-class Planned:
-    """One notebook of the plan: its cache key (and parts), output and why it would execute."""
-
-    name: str
-    spec: NotebookSpec
-    params: dict[str, Any]
-    parts: dict[str, str]
-    key: str
-    output: Path
-    stale: str
-    seen: tuple = ()
-    """(finished_at, sha256) of its manifest entry when planned: a newer entry that is up to
-    date means another ``book run`` executed it meanwhile."""
-
-
-def output_checksums(run_dir: Path) -> dict[str, str]:
-    """SHA-256 of every file a notebook wrote to its run_dir (relative paths)."""
-    run_dir = paths.resolve(run_dir)
-    if not run_dir.is_dir():
-        return {}
-    files = sorted(f for f in run_dir.rglob("*") if f.is_file())
-    return {f.relative_to(run_dir).as_posix(): file_sha256(f) for f in files}
-
-
-def _damage(entry: dict, output: Path) -> str:
-    """Why a recorded execution cannot be trusted any more, or ""."""
-    if "sha256" not in entry:
-        return "no checksum recorded (executed before checksums were kept)"
-    if entry["sha256"] != file_sha256(output):
-        return "executed copy damaged (it does not match its checksum)"
-    run_dir = paths.resolve(entry.get("run_dir", ""))
-    for rel, sha in sorted(entry.get("outputs", {}).items()):
-        if not (run_dir / rel).is_file() or file_sha256(run_dir / rel) != sha:
-            return f"output {rel} damaged or missing"
-    return ""
-
-
-def stale_reason(entry: dict | None, parts: dict[str, str], output: Path) -> str:
-    """Why a notebook must execute again ("" when its executed copy can be reused)."""
-    if not entry:
-        return "never executed"
-    if entry.get("status") != "ok":
-        return f"last run {entry.get('status', 'unknown')}"
-    if not output.is_file():
-        return "executed copy missing"
-    for what in ("source", "params", "package", "deps"):
-        if entry.get("hashes", {}).get(what) != parts[what]:
-            return f"{what} changed"
-    return _damage(entry, output)
-
-
-def plan_profile(prof: Profile, only, force: bool, out_dir: Path, manifest: dict):
-    """The notebooks to consider, in dependency order, each with its key and stale reason."""
-    selection = prof.select(only)
-    # --force applies to what was asked for, not to the dependencies pulled in with it.
-    asked = {match_notebook(t, prof.notebooks, prof.name) for t in only} if only else selection
-    pkg = package_hash()
-    keys: dict[str, str] = {}
-    plan = []
-    for name in selection:
-        spec = prof.notebooks[name]
-        params = resolved_params(prof.name, name, spec.params, out_dir)
-        parts = {
-            "source": source_hash(spec.path),
-            "params": params_hash(params),
-            "package": pkg,
-            "deps": _sha(json.dumps([keys[d] for d in spec.depends_on]).encode()),
-        }
-        keys[name] = _sha(json.dumps(parts, sort_keys=True).encode())
-        output = out_dir / "notebooks" / f"{name}.ipynb"
-        entry = manifest["notebooks"].get(name) or {}
-        stale = stale_reason(entry, parts, output)
-        if force and not stale and name in asked:
-            stale = "forced"
-        seen = (entry.get("finished_at"), entry.get("sha256"))
-        plan.append(Planned(name, spec, params, parts, keys[name], output, stale, seen))
-    return plan
 
 
 def describe_plan(prof: Profile, plan: list[Planned], log) -> list[NotebookRun]:
