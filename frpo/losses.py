@@ -31,19 +31,47 @@ import math
 import torch
 
 __all__ = [
+    "check_lam",
     "entropic_advantages",
     "frpo_loss",
     "frpo_row_coefficients",
     "frpo_surrogate_loss",
+    "reward_scaling_problem",
 ]
 
 
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_lam_eps(lam: float, epsilon: float | None = None) -> None:
-    if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
+def check_lam(lam: float) -> None:
+    """ValueError unless lam is a finite number > 0 (lam = inf is GRPO: use GRPO for it)."""
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
+        raise ValueError(
+            f"lam must be a finite number > 0, got lam={lam!r} (lam -> inf is GRPO; train with "
+            "GRPO for that limit)"
+        )
+    if lam <= 0:
         raise ValueError(f"lam must be a finite number > 0, got lam={lam!r}")
+
+
+def reward_scaling_problem(scale_rewards) -> str | None:
+    """Why a reward scaling is refused for FRPO, or None for "none" (the one accepted value).
+
+    The entropic weights exp(-A_i/lam) read the rewards on their own scale (Eq. 3.5): dividing
+    the advantages by a std (TRL's ``scale_rewards="group"``/``"batch"``/``True``) changes the
+    objective and the meaning of lam. The one rule for ``FRPOConfig`` and ``RLSpec``.
+    """
+    if scale_rewards in ("none", False):
+        return None
+    return (
+        f"scale_rewards={scale_rewards!r} is refused for FRPO; use 'none': the entropic weights "
+        "exp(-A/lam) read the rewards on their own scale, so dividing them by a std would change "
+        "the objective and the meaning of lam"
+    )
+
+
+def _check_lam_eps(lam: float, epsilon: float | None = None) -> None:
+    check_lam(lam)
     if epsilon is not None and (not math.isfinite(epsilon) or epsilon < 0):
         raise ValueError(f"epsilon must be a finite number >= 0, got epsilon={epsilon!r}")
 
@@ -190,7 +218,9 @@ class _ClippedSequenceRatio(torch.autograd.Function):
 
     Inputs: per_token_logps (B, T), old (B, T) detached, mask (B, T) of any real or bool dtype.
     Returns the (B,) sums, the (B,) mask-weighted count of clipped tokens and the (B,) token
-    counts (the last two not differentiable), in the promoted dtype of the log-probabilities.
+    counts (the last two not differentiable), in the promoted dtype of the log-probabilities and
+    float32 (bf16/fp16 inputs are accumulated, and w kept, in float32; the gradient autograd
+    returns is cast back to the input's dtype).
     """
 
     @staticmethod
@@ -198,7 +228,8 @@ class _ClippedSequenceRatio(torch.autograd.Function):
         thr = 1.0 + epsilon
         cap = math.log(thr)
         batch, length = per_token_logps.shape
-        dtype = torch.result_type(per_token_logps, old_per_token_logps)
+        # accumulate in float32 at least: a bf16 row sum of T ratios loses ~T * 2^-9 relative
+        dtype = _compute_dtype(per_token_logps, old_per_token_logps)
         w = per_token_logps.new_empty((batch, length), dtype=dtype)  # (B, T) saved for backward
         sums = per_token_logps.new_empty((batch,), dtype=dtype)  # (B,)
         kept = torch.empty_like(sums)  # (B,) live unclipped tokens
@@ -242,10 +273,27 @@ def _sequence_ratio(
     sums, clipped, n_tok = _ClippedSequenceRatio.apply(
         per_token_logps, old_per_token_logps.detach(), completion_mask, float(epsilon)
     )
+    if not bool(torch.isfinite(sums).all()):  # a NaN log-prob anywhere in a row makes it NaN
+        _raise_nan_rows(per_token_logps, old_per_token_logps, sums)
     s = sums / n_tok.clamp(min=1.0)  # (B,)
     total = n_tok.double().sum()
     clip_frac = (clipped.double().sum() / total).item() if total > 0 else 0.0
     return s, n_tok > 0, clip_frac
+
+
+def _raise_nan_rows(per_token_logps, old_per_token_logps, sums) -> None:
+    rows = torch.nonzero(~torch.isfinite(sums)).squeeze(1)[:5].tolist()
+    which = [
+        name
+        for name, x in (("per_token_logps", per_token_logps), ("old_per_token_logps",
+                                                               old_per_token_logps))
+        if bool(torch.isnan(x.detach()[rows]).any())
+    ]  # fmt: skip
+    raise ValueError(
+        f"{' and '.join(which) or 'the log-probabilities'} contain NaN in rows {rows} (first "
+        "five shown): the loss would be NaN; check the model's forward pass (fp16 overflow, a "
+        "bad checkpoint)"
+    )
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:

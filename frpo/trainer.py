@@ -55,7 +55,12 @@ from dataclasses import dataclass, field
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from frpo.losses import frpo_row_coefficients, frpo_surrogate_loss
+from frpo.losses import (
+    check_lam,
+    frpo_row_coefficients,
+    frpo_surrogate_loss,
+    reward_scaling_problem,
+)
 
 __all__ = ["FRPOConfig", "FRPOTrainer", "LOSS_SCALES", "loss_scale_factor"]
 
@@ -84,8 +89,9 @@ class FRPOConfig(GRPOConfig):
 
     Only ``scale_rewards`` changes its inherited default, by re-declaring the field: FRPO centres
     rewards per group without dividing by the std (A_i = r_i - mean_j r_j, Algorithm 1), so the
-    default is "none" instead of TRL's "group". Nothing is overridden in ``__post_init__``, so an
-    explicit ``scale_rewards`` is respected.
+    default is "none" instead of TRL's "group"; any other value is refused with the reason
+    (:func:`frpo.losses.reward_scaling_problem`, the rule ``RLSpec`` applies too), as is TRL's
+    ``multi_objective_aggregation="normalize_then_sum"``, which divides by a std per function.
 
     Parameters:
         lam: lambda > 0 of the entropic objective (Eq. 3.5); lam -> inf is GRPO.
@@ -129,15 +135,24 @@ class FRPOConfig(GRPOConfig):
     scale_rewards: str = field(
         default="none",
         metadata={
-            "help": "Reward scaling before the advantages (inherited from GRPOConfig; FRPO default "
-            "'none': A = r - group mean, as in Algorithm 1). 'group' or 'batch' divide by a std."
+            "help": "Reward scaling before the advantages (inherited from GRPOConfig). FRPO needs "
+            "'none': A = r - group mean, as in Algorithm 1; 'group'/'batch' (a std division) are "
+            "refused, since exp(-A/lam) reads the rewards on their own scale."
         },
     )
 
     def __post_init__(self):
+        check_lam(self.lam)  # before TRL's checks: lam = inf or 0 is refused at construction
         super().__post_init__()
-        if not (isinstance(self.lam, (int, float)) and self.lam > 0):
-            raise ValueError(f"lam must be a number > 0, got lam={self.lam!r}")
+        problem = reward_scaling_problem(self.scale_rewards)
+        if problem:
+            raise ValueError(problem)
+        if self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"multi_objective_aggregation={self.multi_objective_aggregation!r} is refused "
+                "for FRPO; use 'sum_then_normalize' (the other divides each reward by its std, "
+                "which changes the entropic objective)"
+            )
         loss_scale_factor(self.lam, self.loss_scale)  # validates loss_scale
 
 
@@ -168,7 +183,11 @@ class FRPOTrainer(GRPOTrainer):
     """GRPOTrainer with the FRPO loss (Eq. 4.1-4.3) in place of GRPO's clipped surrogate.
 
     Overrides ``__init__`` (validates the layout and settings before anything is loaded),
-    ``_generate_and_score_completions`` (adds whole-batch per-row coefficients under
+    ``_calculate_rewards`` (refuses an infinite reward where it appears, naming the reward
+    function, and records which rows were scored: a completion every reward function returned
+    None or NaN for leaves its group, so it does not move the policy and its group's estimate is
+    over the scored rows), ``_generate_and_score_completions`` (adds whole-batch per-row
+    coefficients under
     ``"frpo_coef"`` and each row's share of the on-policy loss value under ``"frpo_value"``) and
     ``_compute_loss`` (linear surrogate + beta * TRL's k3 KL; its value is scale * frpo_loss +
     beta * KL, its gradient that of the surrogate). With ``jackknife``, a group left with fewer than
@@ -202,6 +221,24 @@ class FRPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self._frpo_scale = loss_scale_factor(args.lam, args.loss_scale)
 
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(
+            inputs, prompts, completions, completion_ids_list
+        )  # (P * b, n_funcs), gathered over processes; NaN where a function returned None
+        infinite = torch.isinf(rewards_per_func)
+        if bool(infinite.any()):
+            row, func = (int(i) for i in torch.nonzero(infinite)[0])
+            local = row - self.accelerator.process_index * len(prompts)
+            prompt = prompts[local] if 0 <= local < len(prompts) else "(on another process)"
+            raise ValueError(
+                f"reward function {self.reward_func_names[func]!r} returned "
+                f"{rewards_per_func[row, func].item()} for completion {row} of this generation "
+                f"batch (prompt {prompt!r}): FRPO's weights exp(-r/lam) need finite rewards; "
+                "fix or bound the reward function"
+            )
+        self._frpo_scored = ~torch.isnan(rewards_per_func).all(dim=1)  # (P * b,)
+        return rewards_per_func
+
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
@@ -216,10 +253,12 @@ class FRPOTrainer(GRPOTrainer):
         # row r belongs to group r // G (the same grouping TRL uses for its advantages).
         everything = self.accelerator.gather(local)  # (P * b, 2)
         group_ids = torch.arange(everything.shape[0], device=everything.device) // group_size
-        live = everything[:, 1] > 0  # (P * b,) rows with a completion token
+        # rows with a completion token and a reward (TRL zeroes an unscored row's advantage; here
+        # it leaves its group, so the group's log Z is over its scored rows)
+        live = (everything[:, 1] > 0) & self._frpo_scored.to(everything.device)  # (P * b,)
         if self.args.jackknife:
             # Eq. 4.3 needs >= 2 live rows a group; a group with fewer (e.g. truncated
-            # completions masked by mask_truncated_completions) is left out of the loss.
+            # completions masked by mask_truncated_completions, or unscored ones) is left out.
             by_group = live.view(-1, group_size)  # (n, G)
             live = (by_group & (by_group.sum(1, keepdim=True) >= 2)).view(-1)
         coef, metrics = frpo_row_coefficients(

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from test_book_fixtures import make_fixture_repo
 
-from frpo.book import execute, pages
+from frpo.book import execute, keys, pages
 from frpo.book.execute import NotebookFailed, package_hash, run_profile, source_hash
 
 
@@ -22,7 +22,7 @@ from frpo.book.execute import NotebookFailed, package_hash, run_profile, source_
 def fixed_package_hash(monkeypatch):
     """Pin the package hash: other work on frpo/ during a test must not invalidate its cache.
     (``package_hash`` itself is tested below and moved by ``test_cache_rules``.)"""
-    monkeypatch.setattr(execute, "package_hash", lambda: "pkg-v1")
+    monkeypatch.setattr(keys, "package_hash", lambda: "pkg-v1")
 
 
 def _statuses(runs):
@@ -138,7 +138,7 @@ def test_cache_rules(tmp_path, recorder, monkeypatch):
     assert run(only=["01"])[1] == []
 
     # The package changes: everything re-executes.
-    monkeypatch.setattr(execute, "package_hash", lambda: "pkg-v2")
+    monkeypatch.setattr(keys, "package_hash", lambda: "pkg-v2")
     status, calls = run()
     assert calls == ["01_alpha", "02_beta"] and status["01_alpha"][1] == "package changed"
 

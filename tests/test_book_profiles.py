@@ -57,7 +57,7 @@ def test_every_problem_is_reported_at_once(repo):
     with pytest.raises(ValueError) as err:
         _load(repo, "bad")
     msg = str(err.value)
-    assert "parameter 'n' = 'three' is a str, but the notebook's default 3 is a int" in msg
+    assert "01_alpha.n: must be a number like the notebook's default 3, got 'three'" in msg
     assert "'run_dir' is set by the runner" in msg
     assert "unknown key 'dependson' (did you mean 'depends_on'?)" in msg
     assert "depends on unknown notebook '01_alfa'" in msg
@@ -74,7 +74,7 @@ def test_int_is_accepted_for_a_float_default_but_bool_is_not(repo):
     _write(repo, "num", {"01_alpha": {"params": {"scale": 2, "n": 4}}, "02_beta": {}})
     assert _load(repo, "num").notebooks["01_alpha"].params == {"scale": 2, "n": 4}
     _write(repo, "boolean", {"01_alpha": {"params": {"n": True}}, "02_beta": {}})
-    with pytest.raises(ValueError, match="'n' = True is a bool"):
+    with pytest.raises(ValueError, match="01_alpha.n: must be a number .* got True"):
         _load(repo, "boolean")
 
 
@@ -130,20 +130,23 @@ def test_dry_run_resolves_parameters_and_executes_nothing(repo, capsys):
     assert not (repo["runs_root"] / "fix" / "notebooks").exists()
 
 
-def test_describe_lists_parameters_then_stage_launch_commands():
-    plan.register_launcher("fixture_stage", lambda spec: [f"launch --model {spec['model']}"])
-    params = {
-        "seed": 1,
-        "train": {"stage": "fixture_stage", "model": "m1"},
-        "sweep": [{"stage": "fixture_stage", "model": "m2"}, 3],
-    }
-    assert plan.describe("01_x", params) == [
-        "seed = 1",
-        "sweep = [{'stage': 'fixture_stage', 'model': 'm2'}, 3]",
-        "train = {'stage': 'fixture_stage', 'model': 'm1'}",
-        "launch[sweep]: launch --model m2",
-        "launch[train]: launch --model m1",
-    ]
+def test_describe_lists_parameters_then_launch_and_identity_lines():
+    from frpo.stages.identity import planned_identity
+    from frpo.stages.spec import EvalSpec, RLSpec, from_dict, to_dict
+
+    train, evals = RLSpec(method="frpo", lam=0.5), EvalSpec(seed=3)
+    params = {"seed": 1, "train": to_dict(train), "sweep": [to_dict(evals), 3], "n_gpus": 1}
+    lines = plan.describe("01_x", params)
+    assert lines[:4] == [f"{k} = {params[k]!r}" for k in ("n_gpus", "seed", "sweep", "train")]
+    assert (
+        lines[4].startswith("launch[sweep]: accelerate launch")
+        and "frpo.stages.evaluate" in lines[4]
+    )
+    assert lines[5] == f"identity: {planned_identity(from_dict(to_dict(evals)))}"
+    assert (
+        lines[6].startswith("launch[train]: accelerate launch") and "frpo.stages.rlhf" in lines[6]
+    )
+    assert lines[7].startswith("identity: code ") and len(lines) == 8
 
 
 def test_stage_spec_without_launcher_is_an_error():
@@ -170,7 +173,7 @@ def test_run_specs_of_frpo_stages_get_their_accelerate_command():
     params = {"profile": "paper", "n_gpus": 4, "train": to_dict(spec)}
     lines = plan.describe("05_x", params)
     want = launch_command(spec, f"runs/paper/specs/{run_name(spec)}.json", 4, "paper")
-    assert lines[-1] == f"launch[train]: {want}"
+    assert lines[-2] == f"launch[train]: {want}" and lines[-1].startswith("identity: code ")
     assert "-m frpo.stages.rlhf" in want and "configs/accelerate/4gpu_zero2.yaml" in want
     bad = {**to_dict(spec), "lamda": 0.5}  # a typo inside a stage spec is an error too
     with pytest.raises(ValueError, match="lamda"):

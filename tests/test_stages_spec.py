@@ -19,6 +19,7 @@ from frpo.stages.spec import (
     RLSpec,
     SFTSpec,
     Source,
+    SpecError,
     Track,
     from_dict,
     run_name,
@@ -96,10 +97,20 @@ def test_spec_json_is_canonical():
         (lambda: SFTSpec(lora_rank=8), "lora_rank=8 given for a full fine-tuning run"),
         (lambda: SFTSpec(full=False), "needs lora_rank > 0"),
         (lambda: RLSpec(method="frpo", lam=0), "lam must be > 0"),
-        (lambda: RLSpec(batch_size=30, num_generations=8), "not a multiple of num_generations"),
+        (lambda: RLSpec(batch_size=30, num_generations=8), "not a positive multiple of num_gen"),
         (lambda: RLSpec(beta=-0.1), "beta must be finite and >= 0"),
         (lambda: RLSpec(scale_rewards="std"), "unknown scale_rewards 'std'"),
-        (lambda: RLSpec(method="frpo", scale_rewards="group"), "must be 'none' for method"),
+        (lambda: RLSpec(method="frpo", scale_rewards="group"), "refused for FRPO; use 'none'"),
+        (lambda: RLSpec(num_generations=1, batch_size=8), "num_generations must be >= 2"),
+        (lambda: RLSpec(max_steps=3.5), "RLSpec.max_steps must be a whole number, got 3.5"),
+        (lambda: RLSpec(n_prompts="16"), "RLSpec.n_prompts must be a whole number, got '16'"),
+        (lambda: RLSpec(lr="2e-4"), "RLSpec.lr must be a finite number, got '2e-4' (str)"),
+        (lambda: RLSpec(seed="a"), "RLSpec.seed must be a whole number, got 'a'"),
+        (lambda: RLSpec(tasks=["safety", 3]), "RLSpec.tasks must be a list of strings"),
+        (lambda: RLSpec(temperature=0.0), "temperature must be > 0"),
+        (lambda: SFTSpec(max_length=0), "max_length must be > 0"),
+        (lambda: Source(size="huge"), "Source.size 'huge' unknown"),
+        (lambda: Track(every=0), "every must be > 0"),
         (lambda: SFTSpec(replay_share=1.0), "replay_share must be in [0, 1)"),
         (lambda: SFTSpec(mix=[("attack", 0.0)]), "mix share of 'attack' must be in (0, 1)"),
         (lambda: SFTSpec(replay_share=0.5, mix=[("attack", 0.5)]), "mix shares must be < 1"),
@@ -110,9 +121,10 @@ def test_spec_json_is_canonical():
     ],
 )
 def test_bad_parameters_are_rejected_with_the_culprit_named(make, message):
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(SpecError) as err:
         make()
     assert message in str(err.value)
+    assert err.value.field  # the field, so a profile check can name the parameter
 
 
 def test_run_once_writes_atomically_and_skips_complete_runs(runs):

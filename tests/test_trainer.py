@@ -24,6 +24,10 @@ EXPECTED_SIGNATURES = {
         ("environment_factory", _P, _N),
     ],
     "_generate_and_score_completions": [("self", _P, None), ("inputs", _P, None)],
+    "_calculate_rewards": [
+        ("self", _P, None), ("inputs", _P, None), ("prompts", _P, None),
+        ("completions", _P, None), ("completion_ids_list", _P, None),
+    ],
     "_compute_loss": [("self", _P, None), ("model", _P, None), ("inputs", _P, None)],
     "_get_per_token_logps_and_entropies": [
         ("self", _P, None), ("model", _P, None), ("input_ids", _P, None),
@@ -55,7 +59,12 @@ def test_overrides_are_the_pinned_methods():
     overridden = {
         n for n, v in vars(FRPOTrainer).items() if callable(v) and hasattr(GRPOTrainer, n)
     }
-    assert overridden == {"__init__", "_generate_and_score_completions", "_compute_loss"}
+    assert overridden == {
+        "__init__",
+        "_calculate_rewards",
+        "_generate_and_score_completions",
+        "_compute_loss",
+    }
 
 
 def test_config_declares_only_its_fields_and_the_scale_rewards_default():
@@ -73,14 +82,37 @@ def test_config_declares_only_its_fields_and_the_scale_rewards_default():
     assert fields["loss_scale"].default == "max_lam_1"
 
 
-def test_config_defaults_and_explicit_scale_rewards(tmp_path):
+def test_config_defaults(tmp_path):
     cfg = FRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False)
     assert cfg.scale_rewards == "none" and cfg.lam == 1.0
-    cfg = FRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, scale_rewards="group")
-    assert cfg.scale_rewards == "group"  # an explicit value is kept
+    cfg = FRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, scale_rewards=False)
+    assert cfg.scale_rewards == "none"  # TRL's False is "none"
 
 
-@pytest.mark.parametrize("bad", [dict(lam=0.0), dict(lam=-1.0), dict(loss_scale="lam")])
+@pytest.mark.parametrize("scale", ["group", "batch", True])
+def test_std_scaling_is_refused_by_config_and_spec_with_one_reason(tmp_path, scale):
+    from frpo.losses import reward_scaling_problem
+    from frpo.stages.spec import RLSpec
+
+    with pytest.raises(ValueError) as config_err:
+        FRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, scale_rewards=scale)
+    assert "refused for FRPO" in str(config_err.value) and "own scale" in str(config_err.value)
+    assert str(config_err.value) == reward_scaling_problem({True: "group"}.get(scale, scale))
+    if isinstance(scale, str):  # RLSpec takes TRL's strings only
+        with pytest.raises(ValueError) as spec_err:
+            RLSpec(method="frpo", scale_rewards=scale)
+        assert str(spec_err.value) == str(config_err.value)
+        assert RLSpec(method="grpo", scale_rewards=scale).scale_rewards == scale
+    with pytest.raises(ValueError, match="normalize_then_sum.*std"):
+        FRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False,
+                   multi_objective_aggregation="normalize_then_sum")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(lam=0.0), dict(lam=-1.0), dict(lam=math.inf), dict(lam=math.nan),
+     dict(loss_scale="lam")],
+)  # fmt: skip
 def test_config_rejects_bad_values(tmp_path, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         FRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, **bad)
@@ -189,3 +221,76 @@ def test_evaluate_reports_the_frpo_loss_value(tiny_path, tmp_path):
     value = metrics["eval_frpo/loss_on_policy"]
     assert value != 0.0
     assert metrics["eval_loss"] == pytest.approx(loss_scale_factor(0.5, "max_lam_1") * value)
+
+
+def _parity_reward(prompts, completions, completion_ids, **kwargs):
+    """None when the token ids sum to 0 mod 4, NaN when to 1 mod 4, else the target fraction."""
+    out = []
+    for ids, value in zip(completion_ids, _tiny.target_fraction_reward(
+            prompts, completions, completion_ids), strict=True):  # fmt: skip
+        rest = sum(ids) % 4
+        out.append(None if rest == 0 else math.nan if rest == 1 else value)
+    return out
+
+
+def _reference_coefficients(batch, lam):
+    """Plain float64 loop: d frpo_loss / d s_i at s = 1 (baseline, jackknife) over the groups'
+    scored live rows only (Eq. 4.1-4.3, closed form of frpo.losses._group_log_z at s = 1);
+    unscored and empty rows get 0. The advantages are TRL's (float32 rewards, centred over the
+    scored rows; checked here against the rewards recomputed from the completions)."""
+    ids = batch["completion_ids"].tolist()
+    mask = batch["completion_mask"].tolist()
+    rewards = _parity_reward(None, None, [[t for t, m in zip(r, k, strict=True) if m]
+                                          for r, k in zip(ids, mask, strict=True)])  # fmt: skip
+    groups: dict[int, list[int]] = {}
+    for i, gid in enumerate(_tiny.prompt_group_ids([batch]).tolist()):
+        scored = rewards[i] is not None and not math.isnan(rewards[i]) and sum(mask[i]) > 0
+        if scored:
+            groups.setdefault(gid, []).append(i)
+    groups = {g: rows for g, rows in groups.items() if len(rows) >= 2}
+    coef = [0.0] * len(ids)
+    adv = batch["advantages"].tolist()
+    for rows in groups.values():
+        g = len(rows)
+        mean = sum(rewards[i] for i in rows) / g
+        for i in rows:
+            assert adv[i] == pytest.approx(rewards[i] - mean, rel=1e-6, abs=1e-7)
+        w = [math.exp(-adv[i] / lam) for i in rows]
+        total = sum(w)
+        for a, i in enumerate(rows):
+            loo = sum(w[a] / (total - w[b]) for b in range(g) if b != a)
+            c = g * w[a] / total - (g - 1) / g * loo
+            coef[i] = (lam * c - lam / g) / len(groups)
+    return torch.tensor(coef, dtype=torch.float64), rewards
+
+
+def test_rows_without_a_reward_do_not_move_the_policy(tiny_path, tmp_path):
+    model, tok = _tiny.load_tiny(tiny_path, torch.float64)
+    args = _tiny.exact_config(str(tmp_path), per_device_train_batch_size=16, lam=0.5)
+    trainer = _tiny.recording_trainer_class()(
+        model=model, reward_funcs=_parity_reward, args=args,
+        train_dataset=_tiny.prompt_dataset(16), processing_class=tok,
+    )  # fmt: skip
+    trainer.train()
+    (batch,) = trainer.recorded
+    want, rewards = _reference_coefficients(batch, 0.5)
+    unscored = [i for i, r in enumerate(rewards) if r is None or math.isnan(r)]
+    assert any(r is None for r in rewards) and any(r is not None and math.isnan(r)
+                                                   for r in rewards)  # fmt: skip
+    got = batch["frpo_coef"]
+    assert torch.all(got[unscored] == 0.0)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+    assert want.abs().max() > 1e-3
+
+
+def test_an_infinite_reward_is_refused_where_it_appears(tiny_path, tmp_path):
+    def broken_reward(prompts, completions, completion_ids, **kwargs):
+        return [math.inf if i == 3 else 0.5 for i in range(len(prompts))]
+
+    model, tok = _tiny.load_tiny(tiny_path)
+    args = _tiny.exact_config(str(tmp_path), per_device_train_batch_size=8)
+    trainer = FRPOTrainer(model=model, reward_funcs=broken_reward, args=args,
+                          train_dataset=_tiny.prompt_dataset(8), processing_class=tok)  # fmt: skip
+    with pytest.raises(ValueError, match=r"reward function 'broken_reward' returned inf for "
+                       r"completion 3 of this generation batch \(prompt \["):  # fmt: skip
+        trainer.train()

@@ -14,8 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from frpo.artefacts import DamagedArtefact, file_sha256
 from frpo.book import pages
-from frpo.book.execute import profile_dir, read_manifest
+from frpo.book.execute import profile_dir
+from frpo.book.manifest import read_manifest
 from frpo.book.profiles import load_profile
 from frpo.experiments.runs import LOGS
 from frpo.paths import repo_root
@@ -29,12 +31,20 @@ def default_book_dir() -> Path:
 
 
 def executed_chapters(names: list[str], out_dir: Path) -> tuple[list[str], list[str]]:
-    """Split notebook names into (executed successfully, missing) by the manifest."""
+    """Split notebook names into (executed successfully, missing) by the manifest; an executed
+    copy that does not match the checksum recorded when it ran is a DamagedArtefact naming it
+    and the command that re-executes it."""
     manifest = read_manifest(out_dir)
     done, missing = [], []
     for name in names:
         entry = manifest["notebooks"].get(name, {})
-        ok = entry.get("status") == "ok" and (out_dir / "notebooks" / f"{name}.ipynb").is_file()
+        path = out_dir / "notebooks" / f"{name}.ipynb"
+        ok = entry.get("status") == "ok" and path.is_file()
+        if ok and entry.get("sha256") != file_sha256(path):
+            raise DamagedArtefact(
+                f"{path} does not match the checksum recorded when it ran (damaged); re-execute "
+                f"it with `frpo book run --profile {out_dir.name} --only {name.split('_')[0]}`"
+            )
         (done if ok else missing).append(name)
     return done, missing
 

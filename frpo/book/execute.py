@@ -2,20 +2,26 @@
 
 Layout under ``runs/<profile>/``::
 
-    manifest.json              cache keys, status and wall time of every notebook
+    manifest.json              cache keys, checksums, status and wall time of every notebook
+                               (frpo.book.manifest), and every `book run`
     notebooks/NN_topic.ipynb   the executed notebook (what the book renders)
     NN_topic/                  the notebook's run_dir: metrics.json, figures, artefacts
 
-A notebook is re-executed only when its cache key changes. The key hashes the notebook's source
-(cells' type, source and tags; outputs ignored), its resolved parameters, the ``frpo/`` package
-sources and the keys of the notebooks it depends on; so a warm rebuild reuses every executed copy.
+A notebook is re-executed when its cache key changes, or when its executed copy or an output of
+its run_dir no longer matches the checksum recorded when it ran (damaged, deleted). The key
+hashes the notebook's source (cells' type, source and tags; outputs ignored), its resolved
+parameters, the ``frpo/`` package sources and the keys of the notebooks it depends on; so a
+warm rebuild reuses every executed copy. (A stage run a notebook trains is reused on its own
+terms, its identity: :mod:`frpo.stages.identity`.)
+
+Steps of :func:`run_profile`: load and check the profile (:mod:`frpo.book.profiles`), plan
+(:func:`frpo.book.keys.plan_profile`: each notebook's key and why it would execute), then either
+describe the plan (dry run, :mod:`frpo.book.plan`) or check what the notebooks to execute need
+from the machine (:mod:`frpo.book.needs`) and execute them (:class:`Execution`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
 import os
 import queue
 import sys
@@ -26,47 +32,37 @@ from pathlib import Path
 from typing import Any
 
 from frpo import paths
+from frpo.artefacts import file_sha256
 from frpo.book import envinfo
-from frpo.book.plan import describe
-from frpo.book.profiles import Profile, load_profile, match_notebook
+from frpo.book.keys import (  # noqa: F401 - package_hash, source_hash: the module's API too
+    Planned,
+    output_checksums,
+    package_hash,
+    plan_profile,
+    source_hash,
+    stale_reason,
+)
+from frpo.book.manifest import (
+    HOST,
+    DamagedManifest,
+    now,
+    put_invocation,
+    read_manifest,
+    set_notebook,
+    update_manifest,
+)
+from frpo.book.profiles import Profile, load_profile
+from frpo.locks import LOCKS_DIR, exclusive
 
 KERNEL = "python3"
-MANIFEST = "manifest.json"
 
 
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message holds the cell's error and the partial notebook's path."""
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def package_hash(package_dir: Path | None = None) -> str:
-    """SHA-256 over the relative paths and contents of every ``*.py`` file of the package."""
-    root = Path(package_dir) if package_dir else Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        if "__pycache__" in f.parts:
-            continue
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def source_hash(notebook: Path) -> str:
-    """SHA-256 of a notebook's cells (type, source, tags), ignoring outputs and counters."""
-    nb = json.loads(Path(notebook).read_text())
-    cells = []
-    for cell in nb.get("cells", []):
-        src = cell.get("source", "")
-        src = "".join(src) if isinstance(src, list) else src
-        tags = sorted(cell.get("metadata", {}).get("tags", []))
-        cells.append([cell.get("cell_type"), src, tags])
-    return _sha(json.dumps(cells).encode())
-
-
-def params_hash(params: dict[str, Any]) -> str:
-    return _sha(json.dumps(params, sort_keys=True, default=str).encode())
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (raised by the CLI's handler): handled like Ctrl-C."""
 
 
 def profile_dir(profile: str, runs_root: Path | None = None) -> Path:
@@ -76,39 +72,6 @@ def profile_dir(profile: str, runs_root: Path | None = None) -> Path:
     out = Path(runs_root) / profile
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _as_param_path(path: Path) -> str:
-    """Relative to the repository root when inside it (``frpo.paths.resolve`` reverses this)."""
-    try:
-        return path.resolve().relative_to(paths.repo_root().resolve()).as_posix()
-    except ValueError:
-        return str(path.resolve())
-
-
-def resolved_params(profile: str, notebook: str, params: dict, out_dir: Path) -> dict[str, Any]:
-    """The parameters papermill injects: the profile's values plus ``profile`` and ``run_dir``."""
-    return {**params, "profile": profile, "run_dir": _as_param_path(out_dir / notebook)}
-
-
-MAX_INVOCATIONS = 20
-"""How many past ``book run`` invocations the manifest keeps (cold vs warm wall times)."""
-
-
-def read_manifest(out_dir: Path) -> dict:
-    path = Path(out_dir) / MANIFEST
-    if not path.is_file():
-        return {"notebooks": {}}
-    data = json.loads(path.read_text())
-    data.setdefault("notebooks", {})
-    return data
-
-
-def _write_manifest(out_dir: Path, manifest: dict) -> None:
-    path = Path(out_dir) / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -125,45 +88,70 @@ class NotebookRun:
     lines: list[str] = field(default_factory=list)
 
 
-def _stale_reason(entry: dict | None, parts: dict[str, str], output: Path) -> str:
-    if not entry:
-        return "never executed"
-    if entry.get("status") != "ok":
-        return f"last run {entry.get('status', 'unknown')}"
-    if not output.is_file():
-        return "executed copy missing"
-    for what in ("source", "params", "package", "deps"):
-        if entry.get("hashes", {}).get(what) != parts[what]:
-            return f"{what} changed"
-    return ""
+def describe_plan(prof: Profile, plan: list[Planned], log) -> list[NotebookRun]:
+    """The dry run: what would execute, with every resolved parameter and launch line."""
+    from frpo.book.plan import describe
+
+    runs = []
+    for p in plan:
+        lines = describe(p.name, p.params)
+        action = f"would execute ({p.stale})" if p.stale else "up to date, would reuse"
+        log(f"[{prof.name}] {p.name}: {action} -> {p.output}")
+        for line in lines:
+            log(f"    {line}")
+        runs.append(NotebookRun(p.name, "planned", p.key, p.params, p.output, reason=p.stale))
+        runs[-1].lines = lines
+    return runs
 
 
-def _execute(name, path, partial, params, cwd, progress, results: queue.Queue) -> None:
-    """papermill-execute ``path`` into ``partial``, then put ``(name, exception or None)`` on
-    ``results``. Runs in a daemon thread, one kernel each."""
+# ----------------------------------------------------------------------------- executing
+
+
+class _DoneElsewhere(Exception):
+    """Another ``book run`` executed this notebook, with this key, while we waited for it."""
+
+
+def _done_meanwhile(out_dir: Path, item: Planned) -> bool:
+    """Whether another ``book run`` executed ``item`` with its key since it was planned."""
+    try:
+        entry = read_manifest(out_dir)["notebooks"].get(item.name, {})
+    except DamagedManifest:
+        return False
+    if (entry.get("finished_at"), entry.get("sha256")) == item.seen or entry.get("key") != item.key:
+        return False
+    return stale_reason(entry, entry.get("hashes", {}), item.output) == ""
+
+
+def _execute(item: Planned, partial: Path, out_dir: Path, cwd, progress, results) -> None:
+    """papermill-execute one notebook into ``partial`` under its lock (two ``book run`` never
+    write one notebook at once), then put ``(name, exception or None)`` on ``results``. Runs in
+    a daemon thread, one kernel each."""
     import papermill
 
     try:
-        papermill.execute_notebook(
-            str(path),
-            str(partial),
-            parameters=params,
-            kernel_name=KERNEL,
-            cwd=str(cwd or paths.repo_root()),
-            progress_bar=progress,
-        )
+        with exclusive(out_dir / LOCKS_DIR / f"notebook-{item.name}.lock"):
+            if _done_meanwhile(out_dir, item):
+                raise _DoneElsewhere(item.name)
+            papermill.execute_notebook(
+                str(item.spec.path),
+                str(partial),
+                parameters=item.params,
+                kernel_name=KERNEL,
+                cwd=str(cwd or paths.repo_root()),
+                progress_bar=progress,
+            )
     except BaseException as err:  # noqa: BLE001 - handed to the main thread, which reports it
-        results.put((name, err))
+        results.put((item.name, err))
         return
-    results.put((name, None))
+    results.put((item.name, None))
 
 
 def _next_result(results: queue.Queue) -> tuple[str, BaseException | None]:
-    """The next finished notebook (blocks; Ctrl-C interrupts the wait)."""
+    """The next finished notebook (blocks; Ctrl-C and SIGTERM interrupt the wait)."""
     return results.get()
 
 
-def _summarise_failure(err: Exception, partial: Path) -> str:
+def _summarise_failure(err: BaseException, partial: Path) -> str:
     from papermill.exceptions import PapermillExecutionError, strip_color
 
     if isinstance(err, PapermillExecutionError):
@@ -174,6 +162,203 @@ def _summarise_failure(err: Exception, partial: Path) -> str:
             f"{tail}\npartially executed notebook: {partial}"
         )
     return f"{type(err).__name__}: {err}\npartially executed notebook: {partial}"
+
+
+def stop_kernels(timeout: float = 5.0) -> list[int]:
+    """Terminate the Jupyter kernels this process started (then kill what is left after
+    ``timeout`` seconds); their pids. Kernels run in their own session, so Ctrl-C or SIGTERM to
+    the runner does not reach them: without this they would train on, orphaned."""
+    import psutil
+
+    kernels = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "ipykernel" in " ".join(child.cmdline()):
+                kernels.append(child)
+        except psutil.Error:
+            continue
+    for k in kernels:
+        k.terminate()
+    _, alive = psutil.wait_procs(kernels, timeout=timeout)
+    for k in alive:
+        k.kill()
+    return [k.pid for k in kernels]
+
+
+class Execution:
+    """One ``book run``: reuse or start notebooks as their dependencies finish (up to ``jobs``
+    at once), record each result and the invocation in the manifest (merged under its lock)."""
+
+    def __init__(self, prof: Profile, plan: list[Planned], out_dir: Path, **options):
+        self.prof, self.plan, self.out_dir = prof, plan, out_dir
+        self.jobs = options["jobs"]
+        self.cwd, self.progress, self.log = options["cwd"], options["progress"], options["log"]
+        self.pending = list(plan)  # in dependency order
+        self.in_plan = {p.name for p in plan}
+        self.finished: set[str] = set()
+        self.running: dict[str, tuple[Planned, Path, float]] = {}
+        self.results: queue.Queue = queue.Queue()
+        self.failure: tuple[str, str, BaseException] | None = None
+        self.runs: list[NotebookRun] = []
+        self.invocation = {
+            "id": f"{HOST}-{os.getpid()}-{time.time_ns()}",
+            "host": HOST,
+            "pid": os.getpid(),
+            "started_at": now(),
+            "only": list(options.get("only") or []),
+            "force": bool(options.get("force")),
+            "jobs": self.jobs,
+            "executed": [],
+            "reused": [],
+            "status": "running",
+        }
+        self.t_start = time.perf_counter()
+        self.bar = None
+
+    def record(self, status: str | None = None, environment: dict | None = None) -> dict:
+        if status is not None:
+            self.invocation["status"] = status
+            self.invocation["wall_s"] = time.perf_counter() - self.t_start
+        change = put_invocation(self.invocation, self.prof.name, environment)
+        return update_manifest(self.out_dir, change, self.log)
+
+    def _reuse(self, item: Planned, wall: float | None, note: str) -> None:
+        self.runs.append(NotebookRun(item.name, "cached", item.key, item.params, item.output,
+                                     wall))  # fmt: skip
+        self.invocation["reused"].append(item.name)
+        self.bar.write(f"{item.name}: {note}")
+        self.finished.add(item.name)
+        self.bar.update(1)
+
+    def _start(self, item: Planned) -> None:
+        self.bar.write(f"{item.name}: executing ({item.stale})")
+        item.output.parent.mkdir(parents=True, exist_ok=True)
+        partial = item.output.with_name(f"{item.name}.partial.ipynb")
+        progress = self.progress and self.jobs == 1
+        args = (item, partial, self.out_dir, self.cwd, progress, self.results)
+        self.running[item.name] = (item, partial, time.perf_counter())
+        threading.Thread(target=_execute, args=args, daemon=True).start()
+        self.bar.set_postfix_str(", ".join(self.running))
+
+    def start_ready(self, manifest: dict) -> None:
+        """Reuse, or start (up to ``jobs`` at once), every pending notebook whose dependencies
+        are finished; in plan order, so ``jobs=1`` runs exactly the plan's sequence."""
+        for item in list(self.pending):
+            if any(d in self.in_plan and d not in self.finished for d in item.spec.depends_on):
+                continue
+            if not item.stale:
+                wall = manifest["notebooks"].get(item.name, {}).get("wall_s") or 0.0
+                self.pending.remove(item)
+                self._reuse(item, wall, f"up to date, reused ({wall:.1f} s when executed)")
+            elif len(self.running) < self.jobs:
+                self.pending.remove(item)
+                self._start(item)
+
+    def _failed(self, item: Planned, partial: Path, err: BaseException, wall: float) -> None:
+        summary = _summarise_failure(err, partial)
+        entry = {"status": "failed", "error": summary, "wall_s": wall, "finished_at": now()}
+        update_manifest(self.out_dir, set_notebook(item.name, entry), self.log)
+        self.failure = self.failure or (item.name, summary, err)
+
+    def _succeeded(self, item: Planned, partial: Path, wall: float) -> None:
+        os.replace(partial, item.output)
+        entry = {
+            "status": "ok",
+            "key": item.key,
+            "hashes": item.parts,
+            "params": item.params,
+            "wall_s": wall,
+            "output": item.output.relative_to(self.out_dir).as_posix(),
+            "sha256": file_sha256(item.output),
+            "run_dir": item.params["run_dir"],
+            "outputs": output_checksums(item.params["run_dir"]),
+            "finished_at": now(),
+        }
+        update_manifest(self.out_dir, set_notebook(item.name, entry), self.log)
+        self.runs.append(NotebookRun(item.name, "executed", item.key, item.params, item.output,
+                                     wall, item.stale))  # fmt: skip
+        self.invocation["executed"].append(item.name)
+        self.finished.add(item.name)
+        self.bar.update(1)
+        self.bar.write(f"{item.name}: done in {wall:.1f} s")
+
+    def finish(self, name: str, err: BaseException | None) -> None:
+        item, partial, t0 = self.running.pop(name)
+        wall = time.perf_counter() - t0
+        if isinstance(err, _DoneElsewhere):
+            self._reuse(item, None, "executed meanwhile by another `book run`, reused")
+        elif err is not None:
+            self._failed(item, partial, err, wall)
+        else:
+            self._succeeded(item, partial, wall)
+
+    def _interrupted(self, err: KeyboardInterrupt) -> None:
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        stopped = stop_kernels()
+        self.bar.close()
+        status = f"{what} while running {', '.join(self.running)}" if self.running else what
+        self.record(status)
+        if stopped:
+            self.log(f"frpo: stopped {len(stopped)} kernel(s): {', '.join(map(str, stopped))}")
+
+    def run(self) -> list[NotebookRun]:
+        from tqdm.auto import tqdm
+
+        stale = any(p.stale for p in self.plan)
+        manifest = self.record(environment=envinfo.environment() if stale else None)
+        self.bar = tqdm(total=len(self.plan), desc=f"book[{self.prof.name}]", unit="nb",
+                        disable=not self.progress, file=sys.stderr)  # fmt: skip
+        while True:
+            if self.failure is None:  # after a failure nothing new starts; running ones finish
+                self.start_ready(manifest)
+            if not self.running:
+                break
+            try:
+                name, err = _next_result(self.results)
+            except KeyboardInterrupt as interrupt:
+                self._interrupted(interrupt)
+                raise
+            self.finish(name, err)
+        self.bar.close()
+        if self.failure is not None:
+            name, summary, err = self.failure
+            self.record(f"failed at {name}")
+            raise NotebookFailed(f"[{self.prof.name}] {name} failed: {summary}") from err
+        self.record("ok")
+        return self.runs
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _writable(out_dir: Path) -> bool:
+    manifest = out_dir / "manifest.json"
+    return os.access(out_dir, os.W_OK) and (not manifest.exists() or os.access(manifest, os.W_OK))
+
+
+def _read_only(prof: Profile, plan: list[Planned], out_dir: Path, log) -> list[NotebookRun]:
+    """Everything up to date in a read-only runs folder: report and reuse; else refuse."""
+    todo = [p.name for p in plan if p.stale]
+    if todo:
+        raise ValueError(
+            f"{out_dir} is read-only and {len(todo)} notebook(s) need executing "
+            f"({', '.join(todo)}): make it writable (chmod -R u+w {out_dir}) or set FRPO_RUNS "
+            "to a writable folder"
+        )
+    log(f"[{prof.name}] {out_dir} is read-only; every notebook is up to date, nothing executed "
+        "(this invocation is not recorded in manifest.json)")  # fmt: skip
+    return [NotebookRun(p.name, "cached", p.key, p.params, p.output) for p in plan]
+
+
+def _current_manifest(out_dir: Path, log, dry_run: bool) -> dict:
+    """The manifest to plan from; a damaged one counts as empty (a run's first write sets it
+    aside, saying so; a dry run says how to rebuild it)."""
+    try:
+        return read_manifest(out_dir)
+    except DamagedManifest as err:
+        if dry_run:
+            log(f"frpo: {err}")
+        return {"notebooks": {}}
 
 
 def run_profile(
@@ -196,10 +381,12 @@ def run_profile(
     are reused when up to date. ``force`` re-executes the selection regardless of the cache.
     Notebooks run with kernel ``python3`` and cwd ``cwd`` (default: the repository root).
     ``jobs`` notebooks whose dependencies are done execute at once (one kernel each; a stage run
-    two of them need is built once, see :mod:`frpo.locks`). A failing notebook stops the run with
+    two of them need is built once, see :mod:`frpo.locks`). Before any starts, what they need
+    from the machine is checked (:mod:`frpo.book.needs`). A failing notebook stops the run with
     ``NotebookFailed``: nothing new starts, the ones already running finish and, like the ones
-    before, are kept. Ctrl-C records the invocation as interrupted and stops at once (the
-    kernels exit with this process; their partial notebooks stay).
+    before, are kept. Ctrl-C (or SIGTERM, see :class:`Terminated`) records the invocation as
+    interrupted, stops the kernels and re-raises (finished notebooks and stage runs are kept).
+    A read-only runs folder is fine when every notebook is up to date.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
@@ -208,150 +395,16 @@ def run_profile(
         if isinstance(profile, Profile)
         else load_profile(profile, profiles_dir=profiles_dir, notebooks_dir=notebooks_dir)
     )
-    selection = prof.select(only)
-    # --force applies to what was asked for, not to the dependencies pulled in with it.
-    asked = {match_notebook(t, prof.notebooks, prof.name) for t in only} if only else selection
     out_dir = profile_dir(prof.name, runs_root)
-    manifest = read_manifest(out_dir)
-    pkg = package_hash()
-    keys: dict[str, str] = {}
-    runs: list[NotebookRun] = []
-
-    plan = []
-    for name in selection:
-        spec = prof.notebooks[name]
-        params = resolved_params(prof.name, name, spec.params, out_dir)
-        parts = {
-            "source": source_hash(spec.path),
-            "params": params_hash(params),
-            "package": pkg,
-            "deps": _sha(json.dumps([keys[d] for d in spec.depends_on]).encode()),
-        }
-        keys[name] = _sha(json.dumps(parts, sort_keys=True).encode())
-        output = out_dir / "notebooks" / f"{name}.ipynb"
-        stale = _stale_reason(manifest["notebooks"].get(name), parts, output)
-        if force and not stale and name in asked:
-            stale = "forced"
-        plan.append((name, spec, params, parts, output, stale))
-
+    plan = plan_profile(prof, only, force, out_dir, _current_manifest(out_dir, log, dry_run))
     if dry_run:
-        for name, _spec, params, _parts, output, stale in plan:
-            lines = describe(name, params)
-            action = f"would execute ({stale})" if stale else "up to date, would reuse"
-            log(f"[{prof.name}] {name}: {action} -> {output}")
-            for line in lines:
-                log(f"    {line}")
-            runs.append(NotebookRun(name, "planned", keys[name], params, output, reason=stale))
-            runs[-1].lines = lines
-        return runs
+        return describe_plan(prof, plan, log)
+    if not _writable(out_dir):
+        return _read_only(prof, plan, out_dir, log)
+    from frpo.book.needs import unmet
 
-    from tqdm.auto import tqdm
-
-    if any(stale for *_, stale in plan):
-        manifest["environment"] = envinfo.environment()
-    manifest["profile"] = prof.name
-    invocation = {
-        "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "only": list(only or []),
-        "force": bool(force),
-        "jobs": jobs,
-        "executed": [],
-        "reused": [],
-        "status": "running",
-    }
-    history = manifest.setdefault("invocations", [])
-    history.append(invocation)
-    del history[:-MAX_INVOCATIONS]
-    t_start = time.perf_counter()
-
-    def close_invocation(status: str) -> None:
-        invocation["status"] = status
-        invocation["wall_s"] = time.perf_counter() - t_start
-        _write_manifest(out_dir, manifest)
-
-    in_plan = {item[0] for item in plan}
-    pending = list(plan)  # in dependency order
-    finished: set[str] = set()  # executed or reused in this invocation
-    running: dict[str, tuple] = {}  # name -> (plan item, partial, start time)
-    results: queue.Queue = queue.Queue()  # (name, exception or None) from the worker threads
-    failure: tuple[str, str, BaseException] | None = None
-    bar = tqdm(total=len(plan), desc=f"book[{prof.name}]", unit="nb", disable=not progress,
-               file=sys.stderr)  # fmt: skip
-
-    def start_ready() -> None:
-        """Reuse, or start (up to ``jobs`` at once), every pending notebook whose dependencies
-        are finished; in plan order, so ``jobs=1`` runs exactly the plan's sequence."""
-        for item in list(pending):
-            name, spec, params, _parts, output, stale = item
-            if any(d in in_plan and d not in finished for d in spec.depends_on):
-                continue
-            if not stale:
-                wall = manifest["notebooks"][name]["wall_s"]
-                runs.append(NotebookRun(name, "cached", keys[name], params, output, wall))
-                invocation["reused"].append(name)
-                bar.write(f"{name}: up to date, reused ({wall:.1f} s when executed)")
-                finished.add(name)
-                pending.remove(item)
-                bar.update(1)
-                continue
-            if len(running) >= jobs:
-                continue
-            bar.write(f"{name}: executing ({stale})")
-            output.parent.mkdir(parents=True, exist_ok=True)
-            partial = output.with_name(f"{name}.partial.ipynb")
-            args = (name, spec.path, partial, params, cwd, progress and jobs == 1, results)
-            running[name] = (item, partial, time.perf_counter())
-            threading.Thread(target=_execute, args=args, daemon=True).start()
-            pending.remove(item)
-            bar.set_postfix_str(", ".join(running))
-
-    while True:
-        if failure is None:  # after a failure nothing new starts; running ones finish
-            start_ready()
-        if not running:
-            break
-        try:
-            name, err = _next_result(results)
-        except KeyboardInterrupt:
-            # the worker threads are daemons and each kernel exits with this process, so
-            # nothing is left running; finished notebooks are already in the manifest
-            bar.close()
-            close_invocation(f"interrupted while running {', '.join(running)}")
-            raise
-        (name, _spec, params, parts, output, stale), partial, t0 = running.pop(name)
-        wall = time.perf_counter() - t0
-        if err is not None:
-            summary = _summarise_failure(err, partial)
-            manifest["notebooks"][name] = {
-                "status": "failed",
-                "error": summary,
-                "wall_s": wall,
-                "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            }
-            _write_manifest(out_dir, manifest)
-            failure = failure or (name, summary, err)
-            continue
-        os.replace(partial, output)
-        manifest["notebooks"][name] = {
-            "status": "ok",
-            "key": keys[name],
-            "hashes": parts,
-            "params": params,
-            "wall_s": wall,
-            "output": output.relative_to(out_dir).as_posix(),
-            "run_dir": params["run_dir"],
-            "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        }
-        _write_manifest(out_dir, manifest)
-        runs.append(NotebookRun(name, "executed", keys[name], params, output, wall, stale))
-        invocation["executed"].append(name)
-        finished.add(name)
-        bar.update(1)
-        bar.write(f"{name}: done in {wall:.1f} s")
-    bar.close()
-    if failure is not None:
-        name, summary, err = failure
-        close_invocation(f"failed at {name}")
-        raise NotebookFailed(f"[{prof.name}] {name} failed: {summary}") from err
-    close_invocation("ok")
-    return runs
+    problem = unmet(prof.name, {p.name: p.params for p in plan if p.stale})
+    if problem:
+        raise ValueError(problem)
+    options = dict(jobs=jobs, cwd=cwd, progress=progress, log=log, only=only, force=force)
+    return Execution(prof, plan, out_dir, **options).run()

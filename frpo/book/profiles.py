@@ -15,7 +15,6 @@ is an error naming the culprit and the closest declared name, never a silently i
 
 from __future__ import annotations
 
-import ast
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from frpo.paths import repo_root
+from frpo.paths import PROFILE_NAME, repo_root
 
 INJECTED = ("profile", "run_dir")
 """Parameters the runner sets itself; every notebook declares them, no profile sets them."""
@@ -96,9 +95,10 @@ def default_notebooks_dir() -> Path:
 
 
 def available_profiles(directory: Path | None = None) -> list[str]:
-    """Names of the profile YAML files in ``directory`` (default ``profiles/``)."""
+    """Names of the profile YAML files in ``directory`` (default ``profiles/``) that are valid
+    profile names (letters, digits, ``-``, ``_``)."""
     directory = Path(directory) if directory else default_profiles_dir()
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+    return sorted(p.stem for p in directory.glob("*.yaml") if PROFILE_NAME.fullmatch(p.stem))
 
 
 def declared_parameters(path: Path) -> dict[str, str]:
@@ -107,35 +107,6 @@ def declared_parameters(path: Path) -> dict[str, str]:
 
     found = papermill.inspect_notebook(str(path))
     return {name: str(info.get("default", "")) for name, info in found.items()}
-
-
-def _type_problem(name: str, value: Any, default_src: str) -> str | None:
-    """A message if ``value`` cannot stand where the notebook's default literal stands."""
-    try:
-        default = ast.literal_eval(default_src)
-    except (ValueError, SyntaxError):
-        return None  # not a literal: nothing to compare against
-    if default is None or value is None:
-        return None
-    kinds: tuple[type, ...]
-    if isinstance(default, bool):
-        kinds = (bool,)
-    elif isinstance(default, int | float):
-        kinds = (int, float)
-    elif isinstance(default, list | tuple):
-        kinds = (list, tuple)
-    else:
-        kinds = (type(default),)
-    if isinstance(value, bool) and bool not in kinds:
-        ok = False
-    else:
-        ok = isinstance(value, kinds)
-    if ok:
-        return None
-    return (
-        f"parameter {name!r} = {value!r} is a {type(value).__name__}, but the notebook's "
-        f"default {default_src} is a {type(default).__name__}"
-    )
 
 
 def _toposort(entries: dict[str, tuple[str, ...]], profile: str) -> list[str]:
@@ -160,87 +131,157 @@ def _toposort(entries: dict[str, tuple[str, ...]], profile: str) -> list[str]:
     return order
 
 
+def check_profile_name(name: str, directory: Path) -> Path:
+    """``<directory>/<name>.yaml`` of a profile that exists and has a valid name; else
+    ValueError listing the available ones."""
+    path = directory / f"{name}.yaml"
+    if PROFILE_NAME.fullmatch(name) and path.is_file():
+        return path
+    known = available_profiles(directory)
+    if path.is_file():
+        why = "profile names are letters, digits, '-' and '_'"
+        raise ValueError(f"{path}: {why}; rename it (available: {', '.join(known)})")
+    raise ValueError(
+        f"unknown profile {name!r}{_closest(name, known)}; "
+        f"available: {', '.join(known) or '(none)'} in {directory}"
+    )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                continue  # unhashable: the base class reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"duplicate key {key!r} (first given on line {seen[key] + 1})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; ValueError naming the file, line and column of a syntax
+    error or a duplicate key (one line, not the parser's traceback)."""
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(x) for x in (err.context, err.problem) if x)
+        hint = " (YAML indents with spaces, never tabs)" if "\\t" in problem else ""
+        raise ValueError(f"{where}: {problem}{hint}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+
+
+def _top_problems(raw: Any, path: Path) -> list[str]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    if not isinstance(raw.get("notebooks") or {}, dict):
+        raise ValueError(f"{path}: 'notebooks' must map notebook names to entries")
+    return [
+        f"unknown top-level key {key!r}{_closest(str(key), _TOP_KEYS)}"
+        for key in raw
+        if key not in _TOP_KEYS
+    ]
+
+
+def _entry_problems(nb: str, entry: Any, entries: dict) -> tuple[dict, tuple, list[str]]:
+    """``(params, depends_on, problems)`` of one notebook's entry (its shape and dependencies)."""
+    where = f"notebook {nb!r}"
+    if not isinstance(entry, dict):
+        return {}, (), [f"{where}: entry must be a mapping with 'params'/'depends_on'"]
+    problems = [
+        f"{where}: unknown key {key!r}{_closest(str(key), _ENTRY_KEYS)}"
+        for key in entry
+        if key not in _ENTRY_KEYS
+    ]
+    params = entry.get("params") or {}
+    deps = entry.get("depends_on") or []
+    if not isinstance(params, dict):
+        problems.append(f"{where}: 'params' must be a mapping")
+        params = {}
+    if isinstance(deps, str) or not isinstance(deps, list):
+        problems.append(f"{where}: 'depends_on' must be a list of notebook names")
+        deps = []
+    problems += [f"{where}: depends on unknown notebook {d!r}" for d in deps if d not in entries]
+    return params, tuple(deps), problems
+
+
+def _param_problems(nb: str, params: dict, declared: dict[str, str]) -> list[str]:
+    """Names against the notebook's declared parameters, then values (:mod:`frpo.book.params`)."""
+    from frpo.book.params import check_params
+
+    where = f"notebook {nb!r}"
+    missing = [p for p in INJECTED if p not in declared]
+    problems = []
+    if missing:
+        problems.append(f"{where}: its `parameters` cell must declare {', '.join(missing)} "
+                        "(the runner injects them)")  # fmt: skip
+    for key in params:
+        if key in INJECTED:
+            problems.append(f"{where}: {key!r} is set by the runner, not the profile")
+        elif key not in declared:
+            hint = _closest(key, [d for d in declared if d not in INJECTED])
+            problems.append(f"{where}: unknown parameter {key!r}{hint}")
+    known = {k: v for k, v in params.items() if k in declared and k not in INJECTED}
+    return problems + check_params(nb, known, declared)
+
+
+def _notebook_spec(nb: str, entry: Any, entries: dict, ndir: Path):
+    """``(NotebookSpec, problems)`` of one entry of the profile."""
+    params, deps, problems = _entry_problems(nb, entry or {}, entries)
+    nb_path = ndir / f"{nb}.ipynb"
+    declared: dict[str, str] = {}
+    if not nb_path.is_file():
+        problems.append(f"notebook {nb!r}: no notebook file {nb_path}")
+    else:
+        declared = declared_parameters(nb_path)
+        problems += _param_problems(nb, params, declared)
+    return NotebookSpec(nb, nb_path, dict(params), deps, declared), problems
+
+
+def _left_out(ndir: Path, entries: dict) -> list[str]:
+    return [
+        f"notebook {p.stem!r} ({p}) is not in this profile; "
+        f"add an entry, even an empty one: `{p.stem}: {{}}`"
+        for p in sorted(ndir.glob("[0-9]*.ipynb"))
+        if p.stem not in entries
+    ]
+
+
 def load_profile(
     name: str, *, profiles_dir: Path | None = None, notebooks_dir: Path | None = None
 ) -> Profile:
     """Read and validate ``<profiles_dir>/<name>.yaml`` against the notebooks it names.
 
-    Raises ValueError naming every problem found: an unknown profile, an unknown key, a missing
-    notebook file, a notebook of ``notebooks_dir`` (``NN_*.ipynb``) the profile leaves out, an
-    undeclared parameter (with the closest declared name), a parameter the runner injects, a
-    value of the wrong type, an unknown dependency or a dependency cycle.
+    Raises ValueError naming every problem found: an unknown profile, a YAML syntax error or a
+    duplicate key (file, line, column), an unknown key, a missing notebook file, a notebook of
+    ``notebooks_dir`` (``NN_*.ipynb``) the profile leaves out, an undeclared parameter (with the
+    closest declared name), a parameter the runner injects, a value of the wrong type or out of
+    range (its path, e.g. ``03_rlhf_safety.stage1.max_steps``, and what was expected: see
+    :mod:`frpo.book.params`), an unknown dependency or a dependency cycle.
     """
     pdir = Path(profiles_dir) if profiles_dir else default_profiles_dir()
     ndir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
-    path = pdir / f"{name}.yaml"
-    if not path.is_file():
-        known = available_profiles(pdir)
-        raise ValueError(
-            f"unknown profile {name!r}{_closest(name, known)}; "
-            f"available: {', '.join(known) or '(none)'} in {pdir}"
-        )
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    problems: list[str] = []
-    for key in raw:
-        if key not in _TOP_KEYS:
-            problems.append(f"unknown top-level key {key!r}{_closest(str(key), _TOP_KEYS)}")
+    path = check_profile_name(name, pdir)
+    raw = read_yaml(path) or {}
+    problems = _top_problems(raw, path)
     entries = raw.get("notebooks") or {}
-    if not isinstance(entries, dict):
-        raise ValueError(f"{path}: 'notebooks' must map notebook names to entries")
-
     specs: dict[str, NotebookSpec] = {}
     for nb, entry in entries.items():
-        entry = entry or {}
-        where = f"notebook {nb!r}"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: entry must be a mapping with 'params'/'depends_on'")
-            continue
-        for key in entry:
-            if key not in _ENTRY_KEYS:
-                problems.append(f"{where}: unknown key {key!r}{_closest(str(key), _ENTRY_KEYS)}")
-        params = entry.get("params") or {}
-        deps = entry.get("depends_on") or []
-        if not isinstance(params, dict):
-            problems.append(f"{where}: 'params' must be a mapping")
-            params = {}
-        if isinstance(deps, str) or not isinstance(deps, list):
-            problems.append(f"{where}: 'depends_on' must be a list of notebook names")
-            deps = []
-        for dep in deps:
-            if dep not in entries:
-                problems.append(f"{where}: depends on unknown notebook {dep!r}")
-        nb_path = ndir / f"{nb}.ipynb"
-        if not nb_path.is_file():
-            problems.append(f"{where}: no notebook file {nb_path}")
-            declared: dict[str, str] = {}
-        else:
-            declared = declared_parameters(nb_path)
-            missing = [p for p in INJECTED if p not in declared]
-            if missing:
-                problems.append(
-                    f"{where}: its `parameters` cell must declare {', '.join(missing)} "
-                    "(the runner injects them)"
-                )
-            for key, value in params.items():
-                if key in INJECTED:
-                    problems.append(f"{where}: {key!r} is set by the runner, not the profile")
-                elif key not in declared:
-                    hint = _closest(key, [d for d in declared if d not in INJECTED])
-                    problems.append(f"{where}: unknown parameter {key!r}{hint}")
-                else:
-                    bad = _type_problem(key, value, declared[key])
-                    if bad:
-                        problems.append(f"{where}: {bad}")
-        specs[nb] = NotebookSpec(nb, nb_path, dict(params), tuple(deps), declared)
-
-    for nb_path in sorted(ndir.glob("[0-9]*.ipynb")):
-        if nb_path.stem not in entries:
-            problems.append(
-                f"notebook {nb_path.stem!r} ({nb_path}) is not in this profile; "
-                f"add an entry, even an empty one: `{nb_path.stem}: {{}}`"
-            )
+        specs[nb], found = _notebook_spec(str(nb), entry, entries, ndir)
+        problems += found
+    problems += _left_out(ndir, entries)
     if problems:
         listing = "\n  - ".join(problems)
         raise ValueError(f"profile {name!r} ({path}) is invalid:\n  - {listing}")

@@ -1,15 +1,23 @@
-"""Run directories, written atomically and skipped when complete.
+"""Run directories: written atomically, reused only when complete, current and undamaged.
 
 Layout of a finished run ``runs/<profile>/<stage>/<run_name>/``::
 
     spec.json       the full spec (frpo.stages.spec.to_dict)
+    identity.json   what made the run: spec, code, library versions, inputs (frpo.stages.identity)
     metrics.json    the run's final numbers
     ...             curves (CSV/JSON), the model it produced (``model/``), trajectories
+    checksums.json  the SHA-256 of every file above (frpo.artefacts)
     COMPLETE        written last; its presence is what "complete" means
 
-A run is built in ``<stage>/.tmp-<run_name>-<pid>/`` and renamed into place only after
+A run is built in ``<stage>/.tmp-<run_name>-<host>-<pid>/`` and renamed into place only after
 ``COMPLETE`` is written there, so a killed process leaves at most a ``.tmp-*`` directory, which
-nothing counts and the next attempt deletes.
+nothing counts and the next build in that folder deletes.
+
+A complete run is reused only when its ``identity.json`` equals the current identity of its spec
+and every file matches ``checksums.json``; otherwise it is rebuilt, with one line on stderr
+saying why (``frpo: rebuilding <run>: code frpo/trainer.py changed``). Reading a run's metrics
+(:func:`load_metrics`) checks the file first: a damaged one is an error naming it and the
+command that rebuilds the run.
 
 Under ``accelerate launch`` every process runs the body (training needs them all), but only
 rank 0 (``RANK`` unset or 0) writes the run directory; other ranks work in a scratch directory
@@ -22,14 +30,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from frpo.artefacts import (
+    damaged_files,
+    move_into_place,
+    read_verified_json,
+    remove_dead_tmp,
+    tmp_dir,
+    write_checksums,
+)
 from frpo.locks import LOCKS_DIR, exclusive
 from frpo.paths import runs_dir
+from frpo.stages.identity import IDENTITY, RUNNERS, changes, run_identity
 from frpo.stages.spec import run_name, to_dict
 
 COMPLETE = "COMPLETE"
@@ -65,15 +83,46 @@ def _jsonable(x: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def run_once(spec: Any, profile: str, body: Callable[[Path], dict]) -> Path:
-    """Run ``body(tmp_dir) -> metrics`` unless ``spec``'s run is already complete.
+def rebuild_command(path: Path) -> str:
+    """The command that rebuilds the run at ``path`` (from its own ``spec.json``)."""
+    path = Path(path)
+    module = RUNNERS.get(path.parent.name, "frpo.stages.sweep")
+    profile = path.parent.parent.name
+    return f"python -m {module} --spec {path / 'spec.json'} --profile {profile}"
 
-    ``body`` writes its artefacts into ``tmp_dir``; this function adds ``spec.json`` first and
-    ``metrics.json`` + ``COMPLETE`` last, then renames the directory into place. Returns the
-    finished run's path either way.
+
+def stale_reason(path: Path, identity: dict) -> str | None:
+    """None when ``path`` is not a complete run; "" when it can be reused (complete, current
+    identity, every file matching its checksum); else why not."""
+    path = Path(path)
+    if not is_complete(path):
+        return None
+    recorded = None
+    if (path / IDENTITY).is_file():
+        try:
+            recorded = read_json(path / IDENTITY)
+        except (OSError, ValueError):
+            return f"damaged: {IDENTITY} is unreadable"
+    changed = changes(recorded, identity)
+    if changed:
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        return ", ".join(changed[:4]) + more
+    damaged = damaged_files(path)
+    return "damaged: " + "; ".join(damaged) if damaged else ""
+
+
+def run_once(spec: Any, profile: str, body: Callable[[Path], dict]) -> Path:
+    """Run ``body(tmp_dir) -> metrics`` unless ``spec``'s run is complete and current.
+
+    ``body`` writes its artefacts into ``tmp_dir``; this function adds ``spec.json`` and
+    ``identity.json`` first, ``metrics.json``, ``checksums.json`` and ``COMPLETE`` last, then
+    renames the directory into place (replacing a stale or damaged run). Returns the finished
+    run's path either way.
     """
     final = run_path(spec, profile)
-    if is_complete(final):
+    identity = run_identity(spec)
+    reason = stale_reason(final, identity)
+    if reason == "":
         return final
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:  # accelerate/torchrun worker: train along, but only rank 0 writes the run
@@ -86,54 +135,43 @@ def run_once(spec: Any, profile: str, body: Callable[[Path], dict]) -> Path:
     # one builder per run: a concurrent asker (another notebook, --jobs) waits, then reuses it
     # runs/<profile>/.locks/<stage>-<run_name>.lock
     with exclusive(final.parent.parent / LOCKS_DIR / f"{final.parent.name}-{final.name}.lock"):
-        if is_complete(final):
+        reason = stale_reason(final, identity)
+        if reason == "":
             return final
-        return _build(spec, final, body)
+        if reason:
+            print(f"frpo: rebuilding {final}: {reason}", file=sys.stderr, flush=True)
+        return _build(spec, final, body, identity)
 
 
-def _build(spec: Any, final: Path, body: Callable[[Path], dict]) -> Path:
+def _build(spec: Any, final: Path, body: Callable[[Path], dict], identity: dict) -> Path:
     """Build ``final`` from ``body`` in a temporary directory, then rename it into place."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():  # an incomplete leftover at the final name (should not happen) is junk
-        shutil.rmtree(final)
-    for stale in final.parent.glob(f".tmp-{final.name}-*"):
-        if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    remove_dead_tmp(final.parent)
+    tmp = tmp_dir(final)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
         write_json(tmp / "spec.json", to_dict(spec))
+        write_json(tmp / IDENTITY, identity)
         t0 = time.perf_counter()
         metrics = dict(body(tmp))
         metrics.setdefault("frpo/wall_seconds", time.perf_counter() - t0)
         write_json(tmp / "metrics.json", metrics)
+        write_checksums(tmp, skip=(COMPLETE,))
         (tmp / COMPLETE).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not is_complete(final):  # someone else finished it first: theirs stands
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        move_into_place(tmp, final, lambda p: stale_reason(p, identity) == "")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
 
 
-def _pid_alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def load_metrics(path: Path) -> dict:
-    """``metrics.json`` of a complete run (ValueError if the run is not complete)."""
+    """``metrics.json`` of a complete run, checked against its checksum (ValueError if the run
+    is not complete; :class:`~frpo.artefacts.DamagedArtefact`, naming the file and the command
+    that rebuilds the run, if it is damaged)."""
     if not is_complete(path):
-        raise ValueError(f"run {path} is not complete")
-    return read_json(Path(path) / "metrics.json")
+        raise ValueError(f"run {path} is not complete; build it with {rebuild_command(path)}")
+    repair = f"rebuild the run with `{rebuild_command(path)}`"
+    return read_verified_json(Path(path), "metrics.json", repair)

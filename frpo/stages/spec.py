@@ -45,21 +45,31 @@ class Source:
     (new ``WORLD_VERSION`` or preset) gives new run directories instead of stale ones."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.kind not in SOURCE_KINDS:
-            raise ValueError(f"Source.kind {self.kind!r} unknown; expected one of {SOURCE_KINDS}")
+            raise SpecError("kind", f"Source.kind {self.kind!r} unknown; expected one of "
+                            f"{SOURCE_KINDS}")  # fmt: skip
         if self.kind != "toy" and not self.model:
-            raise ValueError(f"Source.kind={self.kind!r} needs a model path or hub id")
+            raise SpecError("model", f"Source.kind={self.kind!r} needs a model path or hub id")
         object.__setattr__(self, "data", tuple(tuple(p) for p in self.data))
         if self.kind == "toy":
-            from frpo.toyworld.config import WorldConfig
+            _non_negative("seed", self.seed)
+            object.__setattr__(self, "recipe", _toy_recipe(self))
 
-            current = WorldConfig(seed=self.seed, size=self.size).recipe_hash()
-            if self.recipe and self.recipe != current:
-                raise ValueError(
-                    f"Source recipe {self.recipe} is not the current toy world's ({current}): the "
-                    "world changed since this spec was written"
-                )
-            object.__setattr__(self, "recipe", current)
+
+def _toy_recipe(source: Source) -> str:
+    from frpo.toyworld.config import SIZES, WorldConfig
+
+    if source.size not in SIZES:
+        raise SpecError("size", f"Source.size {source.size!r} unknown; expected one of {SIZES}")
+    current = WorldConfig(seed=source.seed, size=source.size).recipe_hash()
+    if source.recipe and source.recipe != current:
+        raise SpecError(
+            "recipe",
+            f"Source recipe {source.recipe} is not the current toy world's ({current}): the "
+            "world changed since this spec was written",
+        )
+    return current
 
 
 @dataclass(frozen=True)
@@ -78,10 +88,10 @@ class Track:
     """Sampling seed of every measurement (fixed, so the noise is common to all points)."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        _positive("Track.every", self.every)
-        _positive("Track.n_prompts", self.n_prompts)
-        _positive("Track.max_new_tokens", self.max_new_tokens)
+        for name in ("every", "n_prompts", "max_new_tokens"):
+            _positive(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -134,31 +144,19 @@ class RLSpec:
     stage = "rl"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
-        _positive("lr", self.lr)
-        if self.method == "frpo":
-            _positive("lam", self.lam)
-        if self.method == "grpo_sam":
-            _positive("sam_rho", self.sam_rho)
-        if self.scale_rewards not in SCALE_REWARDS:
-            raise ValueError(
-                f"unknown scale_rewards {self.scale_rewards!r}; expected one of {SCALE_REWARDS}"
-            )
-        if self.method == "frpo" and self.scale_rewards != "none":
-            raise ValueError(
-                "scale_rewards must be 'none' for method 'frpo': the entropic weights "
-                "exp(-r/lam) read the rewards on their own scale"
-            )
-        if self.beta < 0 or not math.isfinite(self.beta):
-            raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
-        _positive("num_generations", self.num_generations - 1)  # G >= 2
-        if self.batch_size % self.num_generations:
-            raise ValueError(
-                f"batch_size {self.batch_size} is not a multiple of num_generations "
-                f"{self.num_generations}"
-            )
+        _check_method(self)
+        for name in ("lr", "n_prompts", "max_completion_length", "temperature", "n_eval"):
+            _positive(name, getattr(self, name))
+        if self.beta < 0:
+            raise SpecError("beta", f"beta must be finite and >= 0, got {self.beta}")
+        if self.num_generations < 2:
+            raise SpecError("num_generations", "num_generations must be >= 2 (a group needs two "
+                            f"completions to compare), got {self.num_generations}")  # fmt: skip
+        if self.batch_size <= 0 or self.batch_size % self.num_generations:
+            raise SpecError("batch_size", f"batch_size {self.batch_size} is not a positive "
+                            f"multiple of num_generations {self.num_generations}")  # fmt: skip
         _common_checks(self)
 
 
@@ -198,27 +196,28 @@ class SFTSpec:
     stage = "sft"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         object.__setattr__(self, "replay_tasks", tuple(self.replay_tasks))
         object.__setattr__(self, "mix", tuple((str(t), float(s)) for t, s in self.mix))
-        _positive("lr", self.lr)
+        for name in ("lr", "n_examples", "batch_size", "max_length", "replay_max_new_tokens"):
+            _positive(name, getattr(self, name))
         if self.full and self.lora_rank:
-            raise ValueError(
-                f"lora_rank={self.lora_rank} given for a full fine-tuning run (full=True); "
-                "set full=False for LoRA"
-            )
+            raise SpecError("lora_rank", f"lora_rank={self.lora_rank} given for a full "
+                            "fine-tuning run (full=True); set full=False for LoRA")  # fmt: skip
         if not self.full and self.lora_rank <= 0:
-            raise ValueError("full=False (LoRA) needs lora_rank > 0")
+            raise SpecError("lora_rank", "full=False (LoRA) needs lora_rank > 0")
         if not 0.0 <= self.replay_share < 1.0:
-            raise ValueError(f"replay_share must be in [0, 1), got {self.replay_share}")
+            raise SpecError("replay_share", f"replay_share must be in [0, 1), got "
+                            f"{self.replay_share}")  # fmt: skip
         for task, share in self.mix:
             if not 0.0 < share < 1.0:
-                raise ValueError(f"mix share of {task!r} must be in (0, 1), got {share}")
+                raise SpecError("mix", f"mix share of {task!r} must be in (0, 1), got {share}")
         if self.replay_share + sum(s for _, s in self.mix) >= 1.0:
-            raise ValueError(
+            raise SpecError(
+                "mix",
                 f"replay_share + mix shares must be < 1, got {self.replay_share} + "
-                f"{sum(s for _, s in self.mix)}"
+                f"{sum(s for _, s in self.mix)}",
             )
-        _positive("n_examples", self.n_examples)
         _common_checks(self)
 
 
@@ -240,27 +239,106 @@ class EvalSpec:
     stage = "eval"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        _positive("n_prompts", self.n_prompts)
-        _positive("n_samples", self.n_samples)
+        for name in ("n_prompts", "n_samples", "max_new_tokens"):
+            _positive(name, getattr(self, name))
+        _non_negative("seed", self.seed)
         if self.model is not None and not isinstance(self.model, RLSpec | SFTSpec):
-            raise ValueError(f"EvalSpec.model must be an RLSpec or SFTSpec, got {self.model!r}")
+            raise SpecError("model", f"EvalSpec.model must be an RLSpec or SFTSpec, got "
+                            f"{self.model!r}")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+class SpecError(ValueError):
+    """A spec field with a bad value; ``field`` names it (``max_steps``, ``source.size``), so a
+    profile check can point at the parameter that set it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+_EXPECTED = {  # field annotation -> (accepted check, words for the message)
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "float": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+        "a finite number",
+    ),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "tuple[str, ...]": (
+        lambda v: isinstance(v, list | tuple) and all(isinstance(x, str) for x in v),
+        "a list of strings",
+    ),
+    "tuple[tuple[str, str], ...]": (
+        lambda v: (
+            isinstance(v, list | tuple)
+            and all(isinstance(p, list | tuple) and len(p) == 2 for p in v)
+            and all(isinstance(x, str) for p in v for x in p)
+        ),
+        "(name, path-or-id) string pairs",
+    ),
+}
+
+
+def check_field_types(spec) -> None:
+    """SpecError for the first field whose value is not of its declared type (``max_steps:
+    3.5``, ``lr: "2e-4"``); the spec classes call it first, so every rule lives here."""
+    for f in dataclasses.fields(spec):
+        check = _EXPECTED.get(str(f.type))
+        value = getattr(spec, f.name)
+        if check is not None and not check[0](value):
+            raise SpecError(
+                f.name,
+                f"{type(spec).__name__}.{f.name} must be {check[1]}, got {value!r} "
+                f"({type(value).__name__})",
+            )
+
+
+def _check_method(spec: RLSpec) -> None:
+    if spec.method not in METHODS:
+        raise SpecError("method", f"unknown method {spec.method!r}; expected one of {METHODS}")
+    if spec.method == "frpo":
+        _positive("lam", spec.lam)
+    if spec.method == "grpo_sam":
+        _positive("sam_rho", spec.sam_rho)
+    if spec.scale_rewards not in SCALE_REWARDS:
+        raise SpecError("scale_rewards", f"unknown scale_rewards {spec.scale_rewards!r}; "
+                        f"expected one of {SCALE_REWARDS}")  # fmt: skip
+    if spec.method == "frpo":
+        from frpo.losses import reward_scaling_problem
+
+        problem = reward_scaling_problem(spec.scale_rewards)
+        if problem:
+            raise SpecError("scale_rewards", problem)
 
 
 def _positive(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+        raise SpecError(name, f"{name} must be > 0, got {value!r}")
+
+
+def _non_negative(name: str, value: int) -> None:
+    if value < 0:
+        raise SpecError(name, f"{name} must be >= 0, got {value!r}")
 
 
 def _common_checks(spec: RLSpec | SFTSpec) -> None:
     if spec.lora_rank < 0:
-        raise ValueError(f"lora_rank must be >= 0, got {spec.lora_rank}")
+        raise SpecError("lora_rank", f"lora_rank must be >= 0, got {spec.lora_rank}")
+    if spec.lora_alpha < 0:
+        raise SpecError("lora_alpha", f"lora_alpha must be >= 0, got {spec.lora_alpha}")
+    _non_negative("seed", spec.seed)
     if spec.max_steps <= 0:
         _positive("epochs", spec.epochs)
     if spec.parent is not None and not isinstance(spec.parent, RLSpec | SFTSpec):
-        raise ValueError(f"parent must be an RLSpec or SFTSpec, got {type(spec.parent).__name__}")
+        raise SpecError("parent", "parent must be an RLSpec or SFTSpec, got "
+                        f"{type(spec.parent).__name__}")  # fmt: skip
     if spec.parent is not None and spec.parent.source != spec.source:
-        raise ValueError("a run and its parent must share the same source")
+        raise SpecError("parent", "a run and its parent must share the same source")
 
 
 STAGES = {cls.stage: cls for cls in (RLSpec, SFTSpec, EvalSpec)}
@@ -288,12 +366,12 @@ def from_dict(d: dict) -> RLSpec | SFTSpec | EvalSpec:
     d = dict(d)
     stage = d.pop("stage", None)
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGES)}")
+        raise SpecError("stage", f"unknown stage {stage!r}; expected one of {sorted(STAGES)}")
     cls = STAGES[stage]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+        raise SpecError(min(unknown), f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
     if "source" in d:
         src = dict(d["source"])
         src["data"] = tuple(tuple(p) for p in src.get("data", ()))

@@ -52,7 +52,8 @@ Design, and why it is faithful to the paper's setting
   borderline -> helpfulness. Math: 0.8 correct + 0.2 one-box format.
 - **Cache.** ``base_model_path()`` pretrains once per recipe and stores the model, tokenizer,
   ``recipe.json`` and ``properties.json`` (the measured numbers below) in
-  ``cache_dir()/toyworld/<sha256 of the recipe, 12 hex>``, built under a temporary name and renamed.
+  ``cache_dir()/toyworld/<sha256 of the recipe, 12 hex>``, built under a temporary name and renamed,
+  with ``checksums.json``: a damaged cache is rebuilt, never used (:mod:`frpo.artefacts`).
 
 Measured properties (toy recipe, seed 0; exact masses on the 960 heldout safety prompts)
 -------------------------------------------------------------------------------------------

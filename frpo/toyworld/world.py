@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
-import time
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from datasets import Dataset
 
+from frpo.artefacts import (
+    damaged_files,
+    move_into_place,
+    read_verified_json,
+    remove_dead_tmp,
+    tmp_dir,
+    write_checksums,
+)
 from frpo.locks import LOCKS_DIR, exclusive
 from frpo.paths import cache_dir
 from frpo.toyworld import exact, grammar, lexicon, problems, rewards, tasks
@@ -167,21 +174,35 @@ class ToyWorld:
 
         The directory is built under a temporary name and renamed into place, so a reader never
         sees a half-written model; a concurrent asker (another notebook) waits on a lock
-        (:mod:`frpo.locks`) and then reuses the model instead of pretraining it again.
+        (:mod:`frpo.locks`) and then reuses the model instead of pretraining it again. Its files
+        are checked against their ``checksums.json`` (:mod:`frpo.artefacts`) whenever it is
+        asked for: a damaged cache is rebuilt (one line on stderr says which file), never used.
+        A leftover temporary directory of a killed pretraining is removed by the next build.
         """
         final = self.base_model_dir()
-        if (final / DONE).is_file():
+        if (final / DONE).is_file() and not damaged_files(final):
             return final
         with exclusive(final.parent / LOCKS_DIR / f"{final.name}.lock"):
-            if (final / DONE).is_file():
+            problems = damaged_files(final) if final.exists() else ["not built yet"]
+            if not problems:
+                if not (final / DONE).is_file():  # only the marker was lost: the model is whole
+                    (final / DONE).write_text("ok\n")
                 return final
+            if final.exists():
+                print(
+                    f"frpo: rebuilding the toy base model {final}: {'; '.join(problems)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return self._pretrain_into(final, verbose)
 
     def _pretrain_into(self, final: Path, verbose: bool) -> Path:
         from frpo.toyworld.pretrain import pretrain
 
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{time.time_ns()}"
+        remove_dead_tmp(final.parent)
+        tmp = tmp_dir(final)
+        shutil.rmtree(tmp, ignore_errors=True)
         pools = {
             t: tasks.split_pool(
                 tasks.problem_pool(t), self.config.seed, 100 + tasks.TASKS.index(t)
@@ -193,18 +214,19 @@ class ToyWorld:
         )
         model.generation_config.eos_token_id = self.tokenizer.eos_token_id
         model.generation_config.pad_token_id = self.tokenizer.pad_token_id
-        model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        stats.update(self._measure(model))
-        (tmp / "recipe.json").write_text(json.dumps(self.config.recipe(), indent=1, sort_keys=True))
-        (tmp / "properties.json").write_text(json.dumps(stats, indent=1, sort_keys=True))
-        (tmp / DONE).write_text("ok\n")
         try:
-            tmp.rename(final)
-        except OSError:  # another process finished first: keep its copy
+            model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            stats.update(self._measure(model))
+            recipe = json.dumps(self.config.recipe(), indent=1, sort_keys=True)
+            (tmp / "recipe.json").write_text(recipe)
+            (tmp / "properties.json").write_text(json.dumps(stats, indent=1, sort_keys=True))
+            write_checksums(tmp, skip=(DONE,))
+            (tmp / DONE).write_text("ok\n")
+            move_into_place(tmp, final, lambda p: (p / DONE).is_file() and not damaged_files(p))
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-            if not (final / DONE).is_file():
-                raise
+            raise
         return final
 
     def load_base_model(self):
@@ -215,7 +237,8 @@ class ToyWorld:
 
     def base_properties(self) -> dict:
         """The measured properties written next to the cached base model (properties.json)."""
-        return json.loads((self.base_model_path() / "properties.json").read_text())
+        path = self.base_model_path()
+        return read_verified_json(path, "properties.json", f"delete {path} to rebuild it")
 
     @torch.no_grad()
     def _measure(self, model) -> dict:
