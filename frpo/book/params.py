@@ -76,7 +76,7 @@ VALUES: dict[str, Callable[[str, Any], Problem]] = {
         "finetune_lr", "target_kl", "search_rtol", "kl_threshold", "lam_main", "lam", "fit_lam",
         "check_lam", "sam_rho")},
     **{n: _value_rule(*_NON_NEGATIVE) for n in ("beta", "min_gap")},
-    **{n: _list_rule(*_SEED) for n in ("seeds", "sweep_seeds", "loglinear_seeds")},
+    **{n: _list_rule(*_SEED) for n in ("seeds", "main_seeds", "sweep_seeds", "loglinear_seeds")},
     **{n: _list_rule(*_POSITIVE) for n in (
         "lams", "metric_lams", "check_rhos", "tilt_lams", "reward_stds", "loglinear_lams",
         "kl_levels", "worst_case_rhos", "bias_lams", "lam_grid", "limit_lams", "search_start")},
