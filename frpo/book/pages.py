@@ -307,6 +307,7 @@ def reproducibility_md(manifest: dict, chapters: list[str], profile: str) -> str
                 ["CPU cores", env.get("cpu_count")],
                 ["Memory (GiB)", env.get("memory_gib")],
                 ["GPUs", "; ".join(env.get("gpus") or []) or "none"],
+                ["CPU numerics", (env.get("numerics") or {}).get("mode", "not recorded")],
             ],
         )
         lines += ["### Package versions", ""]
