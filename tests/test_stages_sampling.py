@@ -16,6 +16,7 @@ from frpo.stages.sampling import (
     kl_to,
     per_token_kl,
     sample,
+    token_kls,
 )
 from frpo.stages.sources import load_model, load_tokenizer
 
@@ -325,3 +326,48 @@ def test_sam_refuses_zero3(monkeypatch):
     monkeypatch.setattr(GRPOTrainer, "__init__", init)
     with pytest.raises(ValueError, match="grpo_sam cannot run under DeepSpeed ZeRO-3"):
         SAMGRPOTrainer(sam_rho=0.05)
+
+
+def test_token_kls_match_a_float64_full_vocabulary_loop(models):
+    model, other, tok = models
+    samples = sample(model, tok, PROMPTS, max_new_tokens=5, seed=3)
+    got = token_kls(model, other, samples.prompt_ids, samples.completion_ids, chunk_budget=7)
+    for p, c, kl in zip(samples.prompt_ids, samples.completion_ids, got, strict=True):
+        assert len(kl) == len(c) > 0 and bool((kl >= 0).all())
+        ids = torch.tensor([p + c])
+        with torch.no_grad():
+            lq = torch.log_softmax(model(input_ids=ids).logits.double(), -1)[0]
+            lp = torch.log_softmax(other(input_ids=ids).logits.double(), -1)[0]
+        for t in range(len(c)):
+            pos = len(p) - 1 + t  # the logits that predict completion token t
+            want = float((lq[pos].exp() * (lq[pos] - lp[pos])).sum())
+            assert float(kl[t]) == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def test_token_kls_sum_to_the_sequence_kl_in_expectation(models):
+    # Chain rule: E_{y ~ q}[sum_t KL(q_t || p_t)] = KL(q || p) over whole answers. Enumerate every
+    # answer of two tokens (every pair of the vocabulary, V^2 answers) with its q(y).
+    model, other, tok = models
+    prompt = tok.apply_chat_template(PROMPTS[0], add_generation_prompt=True, tokenize=False)
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    vocab = model.config.vocab_size
+    answers = [[a, b] for a in range(vocab) for b in range(vocab)]
+    lq = completion_logps(model, [p_ids] * len(answers), answers)
+    lp = completion_logps(other, [p_ids] * len(answers), answers)
+    kls = token_kls(model, other, [p_ids] * len(answers), answers)
+    weights = torch.stack([q.sum() for q in lq]).exp()  # q(y), sums to 1
+    assert float(weights.sum()) == pytest.approx(1.0, abs=1e-4)
+    triples = zip(weights, lq, lp, strict=True)
+    sequence_kl = float(sum(w * (q.sum() - p.sum()) for w, q, p in triples))
+    expected = float(sum(w * k.sum() for w, k in zip(weights, kls, strict=True)))
+    assert expected == pytest.approx(sequence_kl, rel=1e-4)
+    assert sequence_kl > 0
+
+
+def test_kl_to_is_the_token_kls_per_token(models):
+    model, other, tok = models
+    samples = sample(model, tok, PROMPTS, max_new_tokens=5, seed=4)
+    kls = token_kls(model, other, samples.prompt_ids, samples.completion_ids)
+    total = sum(float(k.sum()) for k in kls) / sum(len(k) for k in kls)
+    assert kl_to(model, other, samples) == pytest.approx(total, rel=1e-12)
+    assert kl_to(model, model, samples) == pytest.approx(0.0, abs=1e-6)
