@@ -139,6 +139,9 @@ def _execute(item: Planned, partial: Path, out_dir: Path, cwd, progress, results
                 kernel_name=KERNEL,
                 cwd=str(cwd or paths.repo_root()),
                 progress_bar=progress,
+                # the kernel's own log (its "running over TCP without encryption" warning at
+                # every start) is not the reader's or the user's business; its errors still are
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
     except BaseException as err:  # noqa: BLE001 - handed to the main thread, which reports it
         results.put((item.name, err))
