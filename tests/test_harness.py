@@ -197,7 +197,9 @@ def test_run_evalplus_with_mocked_process(tmp_path, monkeypatch):
 def test_paper_trainer_overrides_are_grpo_config_fields(tmp_path):
     from trl import GRPOConfig
 
-    over = paper_trainer_overrides(8, vllm_tensor_parallel_size=2)
+    from frpo.harness.capability import GPU_NODE
+
+    over = paper_trainer_overrides(8, vllm_tensor_parallel_size=2, caps=GPU_NODE)
     fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     assert set(over) <= fields
     assert over["use_vllm"] is True and over["vllm_mode"] == "colocate" and over["bf16"] is True

@@ -53,13 +53,15 @@ def test_launched_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert launched_gpus() == 2
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    with pytest.raises(ValueError, match="needs GPUs"):
-        launched_gpus()
+    assert launched_gpus() == 1  # one CPU process (the rehearsal of the paper path)
 
 
 @pytest.mark.parametrize("method", ["grpo", "frpo"])
-def test_a_hub_rl_config_has_the_paper_overrides(method, tmp_path):
+def test_a_hub_rl_config_has_the_paper_overrides(method, tmp_path, monkeypatch):
+    from frpo.harness import capability
     from frpo.harness.overrides import paper_trainer_overrides
+
+    monkeypatch.setattr(capability, "detect", lambda: capability.GPU_NODE)
     from frpo.stages.rlhf import build_rl_config
     from frpo.trainer import _unsupported_settings
 
@@ -85,9 +87,11 @@ def test_toy_and_files_rl_configs_get_no_override(tmp_path):
     assert not build_rl_config(RLSpec(source=files), tmp_path).use_vllm
 
 
-def test_a_hub_sft_config_is_bf16_with_flash_attention(tmp_path):
+def test_a_hub_sft_config_is_bf16_with_flash_attention(tmp_path, monkeypatch):
+    from frpo.harness import capability
     from frpo.stages.sft import build_sft_config
 
+    monkeypatch.setattr(capability, "detect", lambda: capability.GPU_NODE)
     cfg = build_sft_config(SFTSpec(source=HUB, lr=1e-6, batch_size=16, max_length=2048), tmp_path)
     assert cfg.bf16 and cfg.gradient_checkpointing
     assert cfg.model_init_kwargs == {
@@ -97,6 +101,20 @@ def test_a_hub_sft_config_is_bf16_with_flash_attention(tmp_path):
     }
     assert cfg.max_length == 2048 and cfg.learning_rate == 1e-6
     assert not build_sft_config(SFTSpec(), tmp_path).bf16
+
+
+def test_without_a_gpu_a_hub_run_generates_with_transformers_in_float32(tmp_path, monkeypatch):
+    """The capability checks, not the profile, switch vLLM and bf16 off (the CPU rehearsal)."""
+    from frpo.harness import capability
+    from frpo.stages.rlhf import build_rl_config
+
+    cpu = capability.Capabilities(cuda=False, bf16=False, vllm=False)
+    monkeypatch.setattr(capability, "detect", lambda: cpu)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    cfg = build_rl_config(RLSpec(source=HUB, method="frpo", lam=0.5, batch_size=64), tmp_path)
+    assert not cfg.use_vllm and not cfg.bf16 and cfg.model_init_kwargs["dtype"] == "float32"
+    assert cfg.gradient_checkpointing  # the rest of the paper settings stay
 
 
 def test_next_beta_step_is_capped_at_a_factor_of_ten():

@@ -60,19 +60,14 @@ def accelerate_configs(root: Path | None = None) -> dict[tuple[int, int], str]:
 
 
 def launched_gpus() -> int:
-    """GPUs (processes) of this launch: ``WORLD_SIZE`` under ``accelerate launch``/torchrun,
-    else ``torch.cuda.device_count()``; ValueError when there are none (a paper-scale run)."""
+    """Processes of this launch: ``WORLD_SIZE`` under ``accelerate launch``/torchrun, else
+    ``torch.cuda.device_count()``, else 1 (one CPU process: the paper path rehearsed on CPU,
+    :mod:`frpo.harness.capability` switches off what needs a GPU)."""
     import os
 
     import torch
 
-    n = int(os.environ.get("WORLD_SIZE") or 0) or torch.cuda.device_count()
-    if n < 1:
-        raise ValueError(
-            "a hub (paper-scale) run needs GPUs: WORLD_SIZE is unset and torch sees no CUDA device"
-            " (run it with `accelerate launch`, see frpo.stages.launch)"
-        )
-    return n
+    return int(os.environ.get("WORLD_SIZE") or 0) or torch.cuda.device_count() or 1
 
 
 def accelerate_config(n_gpus: int, zero: int = 2, root: Path | None = None) -> str:
