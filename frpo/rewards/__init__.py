@@ -1,5 +1,6 @@
 """Reward functions in TRL's signature ``f(prompts, completions, **columns) -> list[float]``."""
 
+from frpo.rewards.code import code_reward
 from frpo.rewards.helpfulness import HelpfulnessReward
 from frpo.rewards.math import math_reward
 from frpo.rewards.safety import SafetyReward, on_main_process, paper_safety_reward
@@ -7,6 +8,7 @@ from frpo.rewards.safety import SafetyReward, on_main_process, paper_safety_rewa
 __all__ = [
     "HelpfulnessReward",
     "SafetyReward",
+    "code_reward",
     "math_reward",
     "on_main_process",
     "paper_safety_reward",
