@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROFILES = ("smoke", "toy", "paper")
+PROFILES = ("smoke", "toy", "paper", "rehearsal")
 
 
 def repo_root() -> Path:

@@ -317,8 +317,8 @@ def test_math_trains_without_math500_and_holds_it_out(files, tmp_path):
     assert train == [f"what is {i} + 1" for i in (1, 2, 5, 6, 7, 9, 10, 11)]
     held = b.dataset("math", "heldout")
     assert held["answer"] == ["4", "101"] and set(held["task"]) == {"math"}
-    with pytest.raises(ValueError, match="no 'harmbench' prompt set"):
-        b.prompt_set("harmbench")
+    with pytest.raises(ValueError, match="no 'math500' prompt set"):
+        backend(files).prompt_set("math500")
 
 
 def test_evaluation_serves_every_metric_the_notebooks_read(files, stand_ins, tmp_path):

@@ -248,6 +248,7 @@ def run_profile(
     from tqdm.auto import tqdm
 
     if any(stale for *_, stale in plan):
+        prof.run_setup()  # e.g. the rehearsal's stand-ins, before any kernel starts
         manifest["environment"] = envinfo.environment()
     manifest["profile"] = prof.name
     invocation = {

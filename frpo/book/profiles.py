@@ -3,6 +3,7 @@
 A profile is ``profiles/<name>.yaml``::
 
     description: one line on what this profile is for
+    setup: package.module:function   # optional: called with the Profile before notebooks run
     notebooks:
       01_entropic_objective:          # notebooks/01_entropic_objective.ipynb
         params: {seed: 0, n_grid: 64} # overrides of the notebook's `parameters` cell
@@ -28,7 +29,7 @@ from frpo.paths import repo_root
 INJECTED = ("profile", "run_dir")
 """Parameters the runner sets itself; every notebook declares them, no profile sets them."""
 
-_TOP_KEYS = ("description", "notebooks")
+_TOP_KEYS = ("description", "setup", "notebooks")
 _ENTRY_KEYS = ("params", "depends_on")
 
 
@@ -52,6 +53,18 @@ class Profile:
     path: Path
     description: str
     notebooks: dict[str, NotebookSpec]
+    setup: str = ""
+    """``module:function`` called with this profile before its notebooks execute (the
+    rehearsal's stand-ins, :func:`frpo.rehearsal.setup`); "" for none."""
+
+    def run_setup(self) -> None:
+        """Call the profile's ``setup`` hook, if it has one."""
+        if not self.setup:
+            return
+        import importlib
+
+        module, _, name = self.setup.partition(":")
+        getattr(importlib.import_module(module), name)(self)
 
     def select(self, only: list[str] | None = None) -> list[str]:
         """Names to run, in order: all, or those in ``only`` (``NN`` or full name) plus their
@@ -186,6 +199,9 @@ def load_profile(
     for key in raw:
         if key not in _TOP_KEYS:
             problems.append(f"unknown top-level key {key!r}{_closest(str(key), _TOP_KEYS)}")
+    setup = str(raw.get("setup") or "")
+    if setup and (":" not in setup or not all(setup.partition(":")[::2])):
+        problems.append(f"setup {setup!r} must be 'package.module:function'")
     entries = raw.get("notebooks") or {}
     if not isinstance(entries, dict):
         raise ValueError(f"{path}: 'notebooks' must map notebook names to entries")
@@ -250,4 +266,5 @@ def load_profile(
         path=path,
         description=str(raw.get("description", "")),
         notebooks={n: specs[n] for n in order},
+        setup=setup,
     )

@@ -53,6 +53,8 @@ class Benchmark:
         gen_kwargs: ``--gen_kwargs``.
         unsafe_code: the task executes generated code (``--confirm_run_unsafe_code``).
         env: environment variables of this benchmark's process only.
+        task_dir: the folder of lm-eval's ``tasks/`` holding the task's configs (and its
+            subtasks', for a group).
     """
 
     task: str
@@ -63,6 +65,7 @@ class Benchmark:
     gen_kwargs: str | None = None
     unsafe_code: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    task_dir: str = ""
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -72,8 +75,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         num_fewshot=0,
         system_instruction=BOXED_SYSTEM,
         gen_kwargs="temperature=0",
+        task_dir="minerva_math",
     ),
-    "mmlu": Benchmark("mmlu", {"acc": "acc,none"}, num_fewshot=5, chat=False),
+    "mmlu": Benchmark(
+        "mmlu", {"acc": "acc,none"}, num_fewshot=5, chat=False, task_dir="mmlu/default"
+    ),
     "ifeval": Benchmark(
         "ifeval",
         {
@@ -82,6 +88,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             "prompt_level_loose_acc": "prompt_level_loose_acc,none",
             "inst_level_loose_acc": "inst_level_loose_acc,none",
         },
+        task_dir="ifeval",
     ),
     "humaneval": Benchmark(
         "humaneval",
@@ -89,11 +96,52 @@ BENCHMARKS: dict[str, Benchmark] = {
         chat=False,
         unsafe_code=True,
         env={"HF_ALLOW_CODE_EVAL": "1"},
+        task_dir="humaneval",
     ),
     "gsm8k_maj8": Benchmark(
-        "gsm8k_cot_self_consistency", {"maj@8": "exact_match,maj@8"}, chat=False
+        "gsm8k_cot_self_consistency", {"maj@8": "exact_match,maj@8"}, chat=False, task_dir="gsm8k"
     ),
 }
+
+
+def local_task_overrides(benchmarks, out_dir: str | os.PathLike) -> str | None:
+    """Task configs that point lm-eval at downloaded copies of its tasks' data sets.
+
+    ``datasets`` cannot open a hub id offline from the hub cache alone, so a task whose data set
+    was downloaded (``hf download --repo-type dataset <id>``, :func:`frpo.data._io.
+    local_snapshot`) gets, in ``out_dir``, a config with the same task name that includes the
+    real one (prompts, metrics, filters unchanged) and sets ``dataset_path`` to the local copy
+    (its dataset card keeps the configs and splits). lm-eval lets an ``--include_path`` config
+    replace the built-in task of the same name. Returns ``out_dir``, or None when no task's
+    data are downloaded (lm-eval then reads the hub) or lm-eval is not installed.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from frpo.data._io import local_snapshot
+
+    tasks_root = Path(list(spec.submodule_search_locations)[0]) / "tasks"
+    out = Path(out_dir)
+    written = 0
+    for benchmark in benchmarks:
+        folder = tasks_root / BENCHMARKS[benchmark].task_dir
+        for config in sorted(folder.glob("*.yaml")):
+            cfg = load_yaml(config, resolve_func=False)
+            name, path = cfg.get("task"), cfg.get("dataset_path")
+            if not isinstance(name, str) or not isinstance(path, str):
+                continue
+            local = local_snapshot(path)
+            if local is None:
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            text = json.dumps({"include": str(config), "task": name, "dataset_path": local})
+            (out / f"{name}.yaml").write_text(text + "\n")  # JSON is YAML
+            written += 1
+    return str(out) if written else None
 
 
 def score_key(benchmark: str) -> str:
@@ -111,7 +159,7 @@ def lm_eval_command(
     tensor_parallel_size: int = 1,
     gpu_memory_utilization: float = 0.9,
     max_gen_toks: int = 2048,
-    batch_size: str = "auto",
+    batch_size: str | None = None,
     limit: int | None = None,
     include_path: str | os.PathLike | None = None,
     caps: Capabilities | None = None,
@@ -121,7 +169,9 @@ def lm_eval_command(
     With vLLM (``caps``, default :func:`frpo.harness.capability.detect`) the model runs in bf16
     on ``tensor_parallel_size`` GPUs and ``max_gen_toks`` is the default of tasks that set none;
     without it, on lm-eval's ``hf`` backend in ``caps.dtype`` and ``max_gen_toks`` caps every
-    task's generation (``--gen_kwargs``; a CPU rehearsal keeps answers short).
+    task's generation (``--gen_kwargs``; a CPU rehearsal keeps answers short). ``batch_size``
+    defaults to lm-eval's ``auto`` on a GPU and to 8 on a CPU (where ``auto``'s probe, a forward
+    pass of 64 full-length rows, takes minutes).
     """
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {sorted(BENCHMARKS)}")
@@ -130,6 +180,7 @@ def lm_eval_command(
     from frpo.harness import capability
 
     caps = caps or capability.detect()
+    batch_size = batch_size or ("auto" if caps.cuda else "8")
     b = BENCHMARKS[benchmark]
     gen_kwargs = [b.gen_kwargs] if b.gen_kwargs else []
     if caps.vllm:

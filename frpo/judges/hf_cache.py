@@ -77,6 +77,7 @@ def load_judge_model(
         return _CACHE[key]
     auto = AutoModelForCausalLM if task == "causal" else AutoModelForSequenceClassification
     model = auto.from_pretrained(str(path), dtype=_DTYPES[dtype], revision=revision)
+    base_config = model.config  # the tokenizer's model: an adapter repository holds no config
     if adapter is not None:
         from peft import PeftModel
 
@@ -84,7 +85,9 @@ def load_judge_model(
     model = model.to(device).eval()
     tok_source = tokenizer_path or adapter or path
     tokenizer = AutoTokenizer.from_pretrained(
-        str(tok_source), revision=None if (tokenizer_path or adapter) else revision
+        str(tok_source),
+        revision=None if (tokenizer_path or adapter) else revision,
+        config=base_config,  # transformers 5 picks the tokenizer class from the model config
     )
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None and task == "sequence":

@@ -21,10 +21,8 @@ of the loaded set is held out when ``i % 5 == 4``, as for :mod:`frpo.stages.file
 MATH-500 problem is dropped from its training problems (a copy of MATH in one split, such as
 qwedsacf/competition_math, holds them).
 
-Other ``Source.data`` entries: the benchmark prompt sets of :mod:`frpo.stages.benchmarks`
-(``harmbench``: HarmBench's behaviours CSV, ``strongreject``: StrongREJECT's CSV), the judges'
-models (``judge.*``, :data:`~frpo.stages.hub_judges.JUDGE_SETTINGS`) and the harnesses' local
-data (``bench.*``, :data:`BENCH_SETTINGS`).
+The judges' models and endpoint are ``Source.data`` entries too (``judge.*``,
+:data:`~frpo.stages.hub_judges.JUDGE_SETTINGS`).
 
 The RL format has ``prompt`` (one user turn), ``task`` and the reward's columns (``category``,
 ``answer``, ``unit_tests``); ``alpaca``/``code`` prompts are the user turn of their SFT
@@ -52,15 +50,7 @@ from frpo.stages.hub_judges import (
 from frpo.stages.sources import ModelPathBackend
 
 JUDGE_PREFIX = "judge."
-BENCH_PREFIX = "bench."
-BENCH_SETTINGS = {  # Source.data key -> default ("": the tool reads the data from the hub)
-    "bench.lm_eval_include": "",  # a directory of lm-eval task configs (--include_path)
-    "bench.mbpp_plus": "",  # a local MbppPlus .jsonl (EvalPlus's MBPP_OVERRIDE_PATH)
-    "bench.humaneval_plus": "",  # a local HumanEvalPlus .jsonl (HUMANEVAL_OVERRIDE_PATH)
-}
-PROMPT_SETS = {  # benchmark prompt sets (not training tasks): name -> (loader, where from)
-    "harmbench": ("load_harmbench", "HarmBench's harmbench_behaviors_text_test.csv"),
-    "strongreject": ("load_strongreject", "StrongREJECT's strongreject_dataset.csv"),
+PROMPT_SETS = {  # evaluation sets that shape a task (not tasks): name -> (loader, where from)
     "math500": ("load_math500", "HuggingFaceH4/MATH-500"),
 }
 CODE_POOL = 31_250  # OpenCodeInstruct sample size: its train part (4/5) is the paper's 25,000
@@ -201,15 +191,13 @@ class HubBackend(ModelPathBackend):
     """Hub model id + the datasets of ``data`` read by :mod:`frpo.data` (see module docstring)."""
 
     def __init__(self, model: str, data: dict[str, str]):
-        settings = {**JUDGE_SETTINGS, **BENCH_SETTINGS}
+        settings = dict(JUDGE_SETTINGS)
         self.data: dict[str, str] = {}
         self.prompt_sets: dict[str, str] = {}
         for key, value in data.items():
-            if key.startswith((JUDGE_PREFIX, BENCH_PREFIX)):
+            if key.startswith(JUDGE_PREFIX):
                 if key not in settings:
-                    raise ValueError(
-                        f"unknown setting {key!r}; known: {[*JUDGE_SETTINGS, *BENCH_SETTINGS]}"
-                    )
+                    raise ValueError(f"unknown setting {key!r}; known: {list(JUDGE_SETTINGS)}")
                 settings[key] = str(value)
             elif key in PROMPT_SETS:
                 self.prompt_sets[key] = str(value)
@@ -218,7 +206,7 @@ class HubBackend(ModelPathBackend):
                 raise ValueError(f"unknown task {key!r} for a hub source; known: {known}")
             else:
                 self.data[key] = str(value)
-        for key in (*MODEL_SETTINGS, *BENCH_SETTINGS):
+        for key in MODEL_SETTINGS:
             settings[key] = _local_path(settings[key])
         self.model = _local_path(model)
         self.settings = settings
@@ -288,7 +276,7 @@ class HubBackend(ModelPathBackend):
         return load_math_train(src, split="train", exclude=held["problem"])
 
     def prompt_set(self, name: str):
-        """A benchmark prompt set of :data:`PROMPT_SETS` (RL format, every row), cached."""
+        """An evaluation set of :data:`PROMPT_SETS` (RL format, every row), cached."""
         import frpo.data as loaders
 
         if name not in PROMPT_SETS:
