@@ -23,7 +23,7 @@ class FakeRunner:
     def __init__(self, write, returncode=0):
         self.write, self.returncode, self.calls = write, returncode, []
 
-    def __call__(self, cmd, env=None, cwd=None, check=False):
+    def __call__(self, cmd, env=None, cwd=None, check=False, **streams):
         self.calls.append((cmd, env))
         self.write(cmd)
         return subprocess.CompletedProcess(cmd, self.returncode)
@@ -191,6 +191,15 @@ def test_run_tool_passes_env_and_no_shell():
 
     run_tool(["echo", "a b"], env={"FRPO_X": "1"}, runner=runner)
     assert seen == [(["echo", "a b"], "1")]
+
+
+def test_a_failing_tool_logs_to_a_file_and_shows_its_tail(tmp_path):
+    script = "import sys\nfor i in range(30): print('line', i)\nsys.exit(2)"
+    with pytest.raises(
+        RuntimeError, match=r"(?s)exit code 2: .*last lines of .*tool.log:\nline 15\n.*line 29$"
+    ):
+        run_tool([sys.executable, "-c", script], log=tmp_path / "tool.log")
+    assert (tmp_path / "tool.log").read_text().count("line") == 30
 
 
 def test_evalplus_command():

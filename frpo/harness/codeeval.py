@@ -126,7 +126,7 @@ def run_evalplus(
             if not Path(local).is_file():
                 raise ValueError(f"EvalPlus {dataset} data file {local} does not exist")
             env[OVERRIDE_ENV[dataset]] = str(local)
-        run_tool(cmd, env=env, runner=runner)
+        run_tool(cmd, env=env, runner=runner, log=root / f"{dataset}.log")
         found = newest(root / dataset / "*eval_results.json", "EvalPlus results")
         metrics.update(parse_results(found, dataset))
     return metrics

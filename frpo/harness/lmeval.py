@@ -274,7 +274,7 @@ def run_lm_eval(
         out.mkdir(parents=True, exist_ok=True)
         cmd = lm_eval_command(model_dir, benchmark, out, **command_kwargs)
         env = {"VLLM_WORKER_MULTIPROC_METHOD": "spawn", **BENCHMARKS[benchmark].env}
-        run_tool(cmd, env=env, runner=runner)
+        run_tool(cmd, env=env, runner=runner, log=out / "lm_eval.log")
         metrics.update(
             parse_results(newest(out / "**" / "results_*.json", "lm-eval results"), benchmark)
         )

@@ -129,11 +129,27 @@ def _mmlu_subjects() -> list[str]:
 
 def build(dest: Path) -> None:
     """Build every stand-in into ``dest`` (see the module docstring); replaces what is there."""
+    from transformers.utils import logging as hf_logging
+
     from frpo.rehearsal import content, hubcache, models
 
     dest = Path(dest)
     if dest.exists():
         shutil.rmtree(dest)
+    hf_logging.disable_progress_bar()  # one line per stand-in saved is noise
+    try:
+        _build(dest, content, hubcache, models)
+    finally:
+        hf_logging.enable_progress_bar()
+    _write_rows(dest / "data" / "frpo_safety_train.parquet", content.safety_rows())
+    _write_rows(dest / "data" / "harmbench_behaviors_text_test.csv", content.harmbench_rows())
+    _write_rows(dest / "data" / "strongreject_dataset.csv", content.strongreject_rows())
+    _write_rows(dest / "bench" / "MbppPlus.jsonl", content.mbpp_plus_rows())
+    (dest / "VERSION").write_text(version() + "\n")
+
+
+def _build(dest: Path, content, hubcache, models) -> None:
+    """The hub cache of :func:`build`: models and data sets under the paper's ids."""
     with tempfile.TemporaryDirectory(prefix="frpo-rehearsal-") as tmp:
         work = Path(tmp)
         core = models.bpe_core(content.corpus()).to_str()
@@ -160,11 +176,6 @@ def build(dest: Path) -> None:
         for repo_id, (path, configs) in _datasets(work).items():
             (path / "README.md").write_text(hubcache.dataset_card(configs))
             hubcache.put(hub, "dataset", repo_id, path)
-    _write_rows(dest / "data" / "frpo_safety_train.parquet", content.safety_rows())
-    _write_rows(dest / "data" / "harmbench_behaviors_text_test.csv", content.harmbench_rows())
-    _write_rows(dest / "data" / "strongreject_dataset.csv", content.strongreject_rows())
-    _write_rows(dest / "bench" / "MbppPlus.jsonl", content.mbpp_plus_rows())
-    (dest / "VERSION").write_text(version() + "\n")
 
 
 def ensure_built() -> Path:

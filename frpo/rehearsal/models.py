@@ -17,7 +17,7 @@ All share one byte-level BPE vocabulary trained on the stand-in data (:mod:`.con
 with its family's special tokens and chat template (written here, in each family's format). The
 HarmBench stand-in's output layer is zero except on its "yes"/"no" tokens (opposite rows), so
 its next token is always one of the two: the classifier's verdicts are decided, as a trained
-classifier's are, and depend on the input.
+classifier's are (a random model's verdict is mostly the same for every input).
 """
 
 from __future__ import annotations
