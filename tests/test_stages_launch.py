@@ -202,12 +202,20 @@ def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
     assert specs[0].source.kind == "hub" and specs[0].max_completion_length == 2048
 
 
-def test_models_load_in_bf16_for_a_hub_source_only(tmp_path):
+def test_models_load_in_bf16_for_a_hub_source_only(tmp_path, monkeypatch):
+    """bf16 where the machine has a bf16 GPU (the capability check), float32 otherwise."""
     from test_stages_fixtures import build_model
 
+    from frpo.harness import capability
+    from frpo.judges import hf_cache
     from frpo.stages.sources import load_model
 
     path = build_model(tmp_path / "m")
+    monkeypatch.setattr(hf_cache, "default_device", lambda: "cpu")  # only the dtype is asked
+    cpu = capability.Capabilities(cuda=False, bf16=False, vllm=False)
+    monkeypatch.setattr(capability, "detect", lambda: cpu)
+    assert load_model(path, source=HUB).dtype == torch.float32
+    monkeypatch.setattr(capability, "detect", lambda: capability.GPU_NODE)
     assert load_model(path, source=HUB).dtype == torch.bfloat16
     files = Source(kind="files", model=path)
     assert load_model(path, source=files).dtype == torch.float32

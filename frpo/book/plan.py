@@ -4,9 +4,11 @@
 spec* (a mapping with a ``stage`` key, or a list of them) is also handed to that stage's launcher,
 which returns the command lines the notebook would run (``accelerate launch ...`` at paper scale).
 A launcher is found, in this order: in the registry (``register_launcher``); for the run specs of
-``frpo.stages.spec`` (``stage`` in ``rl``, ``sft``, ``eval``), ``frpo.stages.launch.launch_command``
-(the spec is parsed by ``from_dict``, so an unknown field is an error; ``n_gpus`` comes from the
-notebook's parameters, default 8); else the function ``launch_command(spec)`` of the module
+``frpo.stages.spec`` (``stage`` in ``rl``, ``sft``, ``eval``, ``bench``),
+``frpo.stages.launch.plan``, which writes the spec file the command names
+(``runs/<profile>/specs/<run>.json``) so that a printed line runs as it stands (the spec is
+parsed by ``from_dict``, so an unknown field is an error; ``n_gpus`` comes from the notebook's
+parameters, default 8); else the function ``launch_command(spec)`` of the module
 ``frpo.stages.<stage>``. A stage spec that names no known launcher is an error, so the paper
 profile's dry run cannot hide a typo.
 
@@ -37,8 +39,8 @@ def register_launcher(stage: str, launcher: Launcher) -> None:
 def _run_spec_launcher(stage: str, params: dict[str, Any]) -> Launcher | None:
     """``frpo.stages.launch.launch_command`` for the run specs of ``frpo.stages.spec``."""
     try:
-        from frpo.stages.launch import launch_command
-        from frpo.stages.spec import STAGES, from_dict, run_name
+        from frpo.stages.launch import plan
+        from frpo.stages.spec import STAGES, from_dict
     except ImportError:
         return None
     if stage not in STAGES:
@@ -47,9 +49,8 @@ def _run_spec_launcher(stage: str, params: dict[str, Any]) -> Launcher | None:
     n_gpus = int(params.get("n_gpus", 8))
 
     def launcher(spec: dict[str, Any]) -> str:
-        run = from_dict(spec)
-        spec_file = f"runs/{profile}/specs/{run_name(run)}.json"
-        return launch_command(run, spec_file, n_gpus=n_gpus, profile=profile)
+        # writes runs/<profile>/specs/<run>.json, so the printed command runs as it stands
+        return plan(from_dict(spec), profile=profile, n_gpus=n_gpus)["command"]
 
     return launcher
 

@@ -21,7 +21,7 @@ def require_module(module: str, package: str, extra: str = "paper") -> None:
     if importlib.util.find_spec(module) is None:
         raise ImportError(
             f"{package} is not installed: pip install 'frpo[{extra}]' "
-            f"(or conda env create -f environment-gpu.yml)"
+            f"(or conda env create -f environment-gpu.yml; on a CPU: pip install 'frpo[harness]')"
         )
 
 

@@ -43,13 +43,18 @@ from frpo.stages.spec import BenchSpec, Source
 SAFETY_SETS = {  # prompt set -> (frpo.data loader, the file it reads)
     "harmbench": (
         "load_harmbench",
-        "HarmBench's data/behavior_datasets/harmbench_behaviors_text_test.csv",
+        "https://raw.githubusercontent.com/centerforaisafety/HarmBench/main/data/"
+        "behavior_datasets/harmbench_behaviors_text_test.csv",
     ),
     "strongreject": (
         "load_strongreject",
-        "StrongREJECT's strong_reject/datasets/strongreject_dataset.csv",
+        "https://raw.githubusercontent.com/alexandrasouly/strongreject/main/"
+        "strongreject_dataset/strongreject_dataset.csv",
     ),
 }
+MBPP_PLUS_URL = (  # EvalPlus 0.3.1's MBPP+ (v0.2.0), gzipped: gunzip it
+    "https://github.com/evalplus/mbppplus_release/releases/download/v0.2.0/MbppPlus.jsonl.gz"
+)
 DATA_KEYS = (*SAFETY_SETS, "mbpp_plus", "humaneval_plus")
 RUN_KEYS = ("frpo/wall_seconds",)  # run bookkeeping, not a benchmark's number
 
@@ -64,8 +69,8 @@ def data_file(spec: BenchSpec, name: str) -> str:
         return value
     path = resolve(value)
     if not path.is_file():
-        hint = SAFETY_SETS[name][1] if name in SAFETY_SETS else "EvalPlus's release .jsonl"
-        raise ValueError(f"benchmark data {name!r}: no file {path} ({hint}); put it there")
+        hint = SAFETY_SETS[name][1] if name in SAFETY_SETS else MBPP_PLUS_URL
+        raise ValueError(f"benchmark data {name!r}: no file {path}; download {hint} to it")
     return str(path)
 
 
@@ -76,8 +81,8 @@ def prompt_set(spec: BenchSpec, name: str):
     source = data_file(spec, name)
     if not source:
         raise ValueError(
-            f"the benchmarks need the {name!r} prompt set ({SAFETY_SETS[name][1]}): add it to"
-            " the benchmarks block's data"
+            f"the benchmarks need the {name!r} prompt set: download {SAFETY_SETS[name][1]} and"
+            f" name it in the benchmarks block's data ({name}: path/to/file.csv)"
         )
     return getattr(loaders, SAFETY_SETS[name][0])(source)
 
