@@ -13,7 +13,7 @@ import yaml
 
 from frpo.stages.beta_search import MAX_STEP, next_beta
 from frpo.stages.launch import accelerate_config, launch_command, launched_gpus
-from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, Source, from_dict, run_name
+from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, Source, from_dict, run_name, to_dict
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,30 +176,46 @@ def test_known_toy_run_names_are_unchanged():
     assert run_name(grpo).startswith("rl-grpo-beta0.02-safety-s0-")
 
 
-def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
-    """The README's recipe: notebook 03's stage-1 specs from profiles/paper.yaml, then the CLI."""
-    import json
+def _readme_stage1_recipe() -> str:
+    """The Python of README's ``python - <<'PY' ... PY`` stage-1 recipe."""
+    text = (ROOT / "README.md").read_text()
+    return text.split("python - <<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
 
-    from frpo.recipes import method_key, stage1_spec
+
+def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
+    """README's recipe, run as written: it covers every stage-1 run the notebooks sharing the
+    paper's stage-1 block launch (the dry run's launch[stage1] lines: GRPO+SAM included, which
+    notebook 09 trains), then the CLI plans one command per run."""
+    import json
+    import runpy
+
+    from frpo.book.plan import stage1_block_specs
     from frpo.stages.launch import main
-    from frpo.stages.spec import to_dict
 
     monkeypatch.setenv("FRPO_RUNS", str(tmp_path / "runs"))
-    p = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
-    p = p["notebooks"]["03_rlhf_safety"]["params"]
-    methods = ["grpo"] + [method_key("frpo", lam) for lam in p["lams"]]
-    specs = [stage1_spec(m, s, p["world"], p["stage1"], p["betas"]) for m in methods
-             for s in p["seeds"]]  # fmt: skip
-    f = tmp_path / "stage1.json"
-    f.write_text(json.dumps([to_dict(s) for s in specs]))
-    plans = main(["--specs", str(f), "--n-gpus", "8"])
+    (tmp_path / "profiles").symlink_to(ROOT / "profiles")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipe.py").write_text(_readme_stage1_recipe())
+    runpy.run_path(str(tmp_path / "recipe.py"))
+    written = [from_dict(d) for d in json.loads((tmp_path / "stage1.json").read_text())]
+    notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
+    wanted = {
+        json.dumps(d, sort_keys=True)
+        for nb in notebooks.values()
+        if nb["params"].get("world", {}).get("data", {}).get("safety")
+        for d in stage1_block_specs(nb["params"])
+    }
+    have = {json.dumps(to_dict(s), sort_keys=True) for s in written}
+    assert wanted and wanted <= have
+    assert any(s.method == "grpo_sam" for s in written)
+    plans = main(["--specs", str(tmp_path / "stage1.json"), "--n-gpus", "8"])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(specs) == len(methods) * len(p["seeds"])
-    for spec, pl, line in zip(specs, plans, lines, strict=True):
+    assert len(lines) == len(written)
+    for spec, pl, line in zip(written, plans, lines, strict=True):
         assert line == pl["command"] and "configs/accelerate/8gpu_zero2.yaml" in line
         assert line.endswith(f"-m frpo.stages.rlhf --spec {pl['spec_file']} --profile paper")
         assert from_dict(json.loads(Path(pl["spec_file"]).read_text())) == spec
-    assert specs[0].source.kind == "hub" and specs[0].max_completion_length == 2048
+    assert written[0].source.kind == "hub" and written[0].max_completion_length == 2048
 
 
 def test_models_load_in_bf16_for_a_hub_source_only(tmp_path, monkeypatch):
