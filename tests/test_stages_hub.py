@@ -350,3 +350,19 @@ def test_evaluation_serves_every_metric_the_notebooks_read(files, stand_ins, tmp
     # the stand-ins: helpfulness 0.3 without "poem"; harmfulness nan (no "sure"): undecided
     assert metrics[ds.TASK_SCORE["alpaca"]] == 0.3
     assert metrics["frpo/eval/safety/undecided/harmfulness"] == 1
+
+
+def test_paper_profile_trains_math_without_math500():
+    """Issue 10 row 9: the paper's math world holds MATH-500 out of training, and the training
+    prompts it asks for fit MATH's train split at levels 3-5 (7,500 - 564 - 1,348 = 5,588)."""
+    import yaml
+
+    from frpo.paths import repo_root
+
+    nb = yaml.safe_load((repo_root() / "profiles" / "paper.yaml").read_text())["notebooks"]
+    params = nb["08_math_then_code"]["params"]
+    data = params["world"]["data"]
+    assert data["math500"] == "HuggingFaceH4/MATH-500"
+    assert data["math"] != "qwedsacf/competition_math"  # one split holding all 12,500
+    assert params["math_stage1"]["n_prompts"] <= 5588 - 500
+    assert params["evaluation"]["n_prompts"] <= 500

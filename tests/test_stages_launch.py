@@ -248,3 +248,21 @@ def test_every_method_centres_rewards_without_std_scaling_by_default(method, tmp
     assert cfg.scale_rewards == "none"
     grpo_std = build_rl_config(RLSpec(scale_rewards="group", batch_size=8), tmp_path)
     assert grpo_std.scale_rewards == "group"
+
+
+def test_readme_downloads_every_hub_data_set_as_a_data_set():
+    """`hf download <id>` fetches a model; data sets need --repo-type dataset. README's loop
+    must name every hub data set of the paper profile and of lm-eval's paper benchmarks."""
+    text = (ROOT / "README.md").read_text()
+    loop = text.split("for d in ", 1)[1].split("; do", 1)[0]
+    listed = set(loop.replace("\\", " ").split())
+    assert 'hf download --repo-type dataset "$d"' in text
+    notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
+    hub_ids = {
+        v
+        for nb in notebooks.values()
+        for k, v in (nb["params"].get("world") or {}).get("data", {}).items()
+        if not k.startswith("judge.") and "/" in v and not v.startswith("data/")
+    }
+    harness = {"cais/mmlu", "google/IFEval", "openai/openai_humaneval", "HuggingFaceH4/MATH-500"}
+    assert hub_ids | harness <= listed, sorted(hub_ids | harness - listed)

@@ -200,19 +200,22 @@ def _evaluate(spec: BenchSpec, backend, path: str, tmp: Path) -> dict:
     return metrics
 
 
-def benchmark_frame(models: Mapping[tuple, object], block: Mapping, profile: str, names):
+def benchmark_frame(
+    models: Mapping[tuple, object], block: Mapping, profile: str, names, source=None
+):
     """One ``pandas.DataFrame`` row per model: the ``names`` tags of its key and the benchmark
     metrics of its :class:`BenchSpec` (``block``), every run built (or reused) first.
 
-    ``models[key]`` is a run spec (or None for the base model, then the source is the one of
-    the other models); ``names`` names the key's parts, e.g. ``("stage", "method", "seed")``.
+    ``models[key]`` is a run spec, or None for the source's base model (``source``, default the
+    one source of the run specs); ``names`` names the key's parts, e.g.
+    ``("stage", "method", "seed")``.
     """
     import pandas as pd
 
     from frpo.stages.rundir import load_metrics
     from frpo.stages.sweep import run_sweep
 
-    sources = {m.source for m in models.values() if m is not None}
+    sources = {m.source for m in models.values() if m is not None} | ({source} - {None})
     if len(sources) != 1:
         raise ValueError(f"benchmark_frame needs models of one source, got {len(sources)}")
     (source,) = sources
