@@ -11,9 +11,9 @@ import copy
 
 import pytest
 import torch
+from _tiny import build_tiny, load_tiny
 
 from frpo.stages import common
-from tests._tiny import build_tiny, load_tiny
 
 
 def _lora_trainer(tmp_path):
