@@ -14,6 +14,11 @@ correctness  math-verify on the boxed answer (gsm8k, math), the row's unit tests
              answer's program (code; :mod:`frpo.rewards.code`)
 ===========  ==============================================================================
 
+On the ``safety`` task's held-out rows (the training parquet's prompts, jailbreak wrappers
+included) the HarmBench classifier reads the whole prompt as the behaviour: a secondary reading.
+The paper's refusal rate and StrongREJECT score are the benchmarks stage's, on HarmBench's
+behaviours and StrongREJECT's prompts (:mod:`frpo.stages.benchmarks`).
+
 A model that cannot be loaded raises :class:`~frpo.judges.base.JudgeError` naming the model to
 download and the ``Source.data`` key (:data:`JUDGE_SETTINGS`) that points to a local copy.
 """
