@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-PROFILES = ("smoke", "toy", "paper")
+PROFILES = ("smoke", "toy", "paper", "rehearsal")
 """The committed profiles; any ``profiles/<name>.yaml`` is a profile too."""
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 

@@ -3,6 +3,8 @@ and the dry-run description (``frpo.book.plan``). Executes no notebook."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from test_book_fixtures import make_fixture_repo
@@ -154,9 +156,10 @@ def test_stage_spec_without_launcher_is_an_error():
         plan.describe("01_x", {"train": {"stage": "no_such_stage"}})
 
 
-@pytest.mark.parametrize("name", ["smoke", "toy", "paper"])
-def test_repository_profiles_validate(name):
+@pytest.mark.parametrize("name", ["smoke", "toy", "paper", "rehearsal"])
+def test_repository_profiles_validate(name, tmp_path, monkeypatch):
     """The committed profiles resolve against the committed notebooks (dry run of each)."""
+    monkeypatch.setenv("FRPO_RUNS", str(tmp_path))  # the dry run writes the launch lines' specs
     assert name in available_profiles()
     prof = load_profile(name)
     for nb in prof.notebooks.values():
@@ -165,22 +168,28 @@ def test_repository_profiles_validate(name):
     assert [r.name for r in runs] == list(prof.notebooks)
 
 
-def test_run_specs_of_frpo_stages_get_their_accelerate_command():
+def test_run_specs_of_frpo_stages_get_their_accelerate_command(tmp_path, monkeypatch):
+    from frpo.paths import runs_dir
     from frpo.stages.launch import launch_command
-    from frpo.stages.spec import RLSpec, run_name, to_dict
+    from frpo.stages.spec import RLSpec, from_dict, run_name, to_dict
 
+    monkeypatch.setenv("FRPO_RUNS", str(tmp_path))
     spec = RLSpec(method="frpo", lam=0.5, batch_size=32)
     params = {"profile": "paper", "n_gpus": 4, "train": to_dict(spec)}
     lines = plan.describe("05_x", params)
-    want = launch_command(spec, f"runs/paper/specs/{run_name(spec)}.json", 4, "paper")
+    spec_file = runs_dir("paper") / "specs" / f"{run_name(spec)}.json"
+    want = launch_command(spec, spec_file, 4, "paper")
     assert lines[-2] == f"launch[train]: {want}" and lines[-1].startswith("identity: code ")
     assert "-m frpo.stages.rlhf" in want and "configs/accelerate/4gpu_zero2.yaml" in want
+    # the dry run writes the spec file its line names, so the line runs as printed
+    assert from_dict(json.loads(spec_file.read_text())) == spec
     bad = {**to_dict(spec), "lamda": 0.5}  # a typo inside a stage spec is an error too
     with pytest.raises(ValueError, match="lamda"):
         plan.describe("05_x", {"profile": "paper", "train": bad})
 
 
-def test_stage1_block_prints_one_launch_per_method_and_seed():
+def test_stage1_block_prints_one_launch_per_method_and_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRPO_RUNS", str(tmp_path))
     from frpo.recipes import stage1_spec
     from frpo.stages.spec import run_name
 

@@ -1,5 +1,6 @@
 """The paper-profile loaders on tiny local files in each source's real format."""
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -166,6 +167,7 @@ def test_math500(tmp_path):
         "subject": "Prealgebra",
         "level": 2,
         "unique_id": "test/prealgebra/1.json",
+        "problem": "What is 1/2 + 1/4?",
     }
     df.drop(columns=["unique_id"]).to_json(tmp_path / "bad.jsonl", orient="records", lines=True)
     with pytest.raises(ValueError, match="'unique_id' missing"):
@@ -201,7 +203,7 @@ def test_opencodeinstruct_sample_and_score_filter(tmp_path):
     )
     df.to_parquet(tmp_path / "oci.parquet")
     ds = load_opencodeinstruct(tmp_path / "oci.parquet", n=4, seed=0)
-    assert len(ds) == 4 and set(ds.column_names) == {"id", "domain", "messages"}
+    assert len(ds) == 4 and set(ds.column_names) == {"id", "domain", "unit_tests", "messages"}
     for row in ds:
         i = int(row["id"][2:])
         assert row["messages"] == [
@@ -252,3 +254,78 @@ def test_source_errors(tmp_path):
         load_source(tmp_path / "data.txt")
     with pytest.raises(ValueError, match="cannot tell the format of URL"):
         load_source("https://example.org/data.bin")
+
+
+# --- downloaded hub copies, read without network --------------------------------------------
+
+
+def _downloaded(cache, repo_id: str, card: str, files: dict) -> None:
+    """A hub dataset as ``hf download --repo-type dataset`` leaves it in the cache: a snapshot
+    directory (dataset card with its configs, data files) and ``refs/main`` naming it."""
+    repo = cache / f"datasets--{repo_id.replace('/', '--')}"
+    snap = repo / "snapshots" / "0123abcd"
+    for rel, frame in files.items():
+        (snap / rel).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(snap / rel)
+    (snap / "README.md").write_text(card)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+
+
+def test_downloaded_hub_sets_load_offline(tmp_path, monkeypatch):
+    """`datasets` cannot open a hub id offline from the hub cache alone; the loaders read the
+    downloaded copy (GSM8K: configs and splits; OpenCodeInstruct: streamed from its files)."""
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # tests/conftest.py: no network
+    gsm_card = (
+        "---\nconfigs:\n- config_name: main\n  data_files:\n  - split: train\n"
+        "    path: main/train-*\n  - split: test\n    path: main/test-*\n---\n"
+    )
+    q = [f"q{i}" for i in range(3)]
+    _downloaded(
+        tmp_path,
+        "openai/gsm8k",
+        gsm_card,
+        {
+            "main/train-00000-of-00001.parquet": pd.DataFrame(
+                {"question": q, "answer": [f"so #### {i}" for i in range(3)]}
+            ),
+            "main/test-00000-of-00001.parquet": pd.DataFrame(
+                {"question": ["t0"], "answer": ["#### 7"]}
+            ),
+        },
+    )
+    test = load_gsm8k("openai/gsm8k", split="test", fmt="rl")
+    assert test["answer"] == ["7"] and test["prompt"] == [user("t0")]
+    n = 6
+    oci_card = (
+        "---\nconfigs:\n- config_name: train\n  data_files:\n  - split: train\n"
+        "    path: data/train-*\n---\n"
+    )
+    _downloaded(
+        tmp_path,
+        "nvidia/OpenCodeInstruct",
+        oci_card,
+        {
+            "data/train-00000-of-00001.parquet": pd.DataFrame(
+                {
+                    "id": [f"id{i}" for i in range(n)],
+                    "input": [f"write f{i}" for i in range(n)],
+                    "output": [f"def f{i}(): return {i}" for i in range(n)],
+                    "domain": ["generic"] * n,
+                    "generation_algorithm": ["self-instruct"] * n,
+                    "llm_judgement": ["{}"] * n,
+                    "unit_tests": [f"['assert f{i}() == {i}']" for i in range(n)],
+                    "tests_execution_status": ["['pass']"] * n,
+                    "average_test_score": ["1.0"] * n,
+                }
+            )
+        },
+    )
+    ds = load_opencodeinstruct("nvidia/OpenCodeInstruct", n=4, seed=0, shuffle_buffer=8)
+    assert len(ds) == 4 and len(set(ds["id"])) == 4
+    i = int(ds["id"][0][2:])
+    assert ds["unit_tests"][0] == f"['assert f{i}() == {i}']"
+    assert ds["messages"][0][0] == {"role": "user", "content": f"write f{i}"}

@@ -3,6 +3,7 @@
 import dataclasses
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from frpo.harness import codeeval, lmeval, paper_trainer_overrides
+from frpo.harness import capability, codeeval, lmeval, paper_trainer_overrides
 from frpo.harness._proc import require_module, run_tool
 from frpo.harness.overrides import attention_implementation
 
@@ -23,7 +24,7 @@ class FakeRunner:
     def __init__(self, write, returncode=0):
         self.write, self.returncode, self.calls = write, returncode, []
 
-    def __call__(self, cmd, env=None, cwd=None, check=False):
+    def __call__(self, cmd, env=None, cwd=None, check=False, **streams):
         self.calls.append((cmd, env))
         self.write(cmd)
         return subprocess.CompletedProcess(cmd, self.returncode)
@@ -33,8 +34,12 @@ def _arg(cmd, flag):
     return cmd[cmd.index(flag) + 1]
 
 
+GPU = capability.GPU_NODE
+CPU = capability.Capabilities(cuda=False, bf16=False, vllm=False)
+
+
 def test_lm_eval_command_math500():
-    cmd = lmeval.lm_eval_command("/m/grpo", "math500", "/out", tensor_parallel_size=4)
+    cmd = lmeval.lm_eval_command("/m/grpo", "math500", "/out", tensor_parallel_size=4, caps=GPU)
     assert cmd[:3] == [sys.executable, "-m", "lm_eval"]
     assert _arg(cmd, "--model") == "vllm"
     assert _arg(cmd, "--model_args") == (
@@ -49,7 +54,54 @@ def test_lm_eval_command_math500():
     )
     assert _arg(cmd, "--gen_kwargs") == "temperature=0"
     assert _arg(cmd, "--output_path") == "/out"
-    assert "--confirm_run_unsafe_code" not in cmd
+    assert "--confirm_run_unsafe_code" not in cmd and "--device" not in cmd
+
+
+def test_lm_eval_without_vllm_runs_the_hf_backend_on_cpu():
+    """The capability check, not a flag, picks lm-eval's hf backend (the CPU rehearsal)."""
+    cmd = lmeval.lm_eval_command(
+        "/m", "math500", "/out", max_gen_toks=16, include_path="/tasks", limit=2, caps=CPU
+    )
+    assert _arg(cmd, "--model") == "hf" and _arg(cmd, "--device") == "cpu"
+    assert _arg(cmd, "--model_args") == "pretrained=/m,dtype=float32"
+    i = cmd.index("--gen_kwargs")  # the task's own, then the length cap
+    assert cmd[i + 1 : i + 3] == ["temperature=0", "max_gen_toks=16"]
+    assert _arg(cmd, "--include_path") == "/tasks" and _arg(cmd, "--limit") == "2"
+
+
+def test_math500_is_scored_by_math_verify(tmp_path):
+    """minerva_math500's exact_match only reads "Final Answer: The final answer is ...", so a
+    0-shot boxed answer scores 0 there (lm-eval 0.4.13, tasks/minerva_math/utils.py); the score
+    read is math_verify."""
+    data = json.loads((FIXTURES / "lm_eval_results_math500.json").read_text())
+    data["results"]["minerva_math500"].update({"exact_match,none": 0.0, "math_verify,none": 0.5})
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    got = lmeval.parse_results(tmp_path / "r.json", "math500")
+    assert lmeval.score_key("math500") == "frpo/math500/math_verify"
+    assert got[lmeval.score_key("math500")] == 0.5
+    assert lmeval.score_key("gsm8k_maj8") == "frpo/gsm8k_maj8/maj@8"
+
+
+def test_humaneval_allows_code_eval_in_its_own_process_only(tmp_path, monkeypatch):
+    """lm-eval's humaneval scores through evaluate's code_eval, which raises unless
+    HF_ALLOW_CODE_EVAL=1: set for that benchmark's process, not for the others or this one."""
+    monkeypatch.setattr(lmeval, "require_module", lambda *a: None)
+    monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
+
+    def write(cmd):
+        out = Path(_arg(cmd, "--output_path")) / "m"
+        out.mkdir(parents=True)
+        task = _arg(cmd, "--tasks")
+        entry = {"pass@1,create_test": 0.25} if task == "humaneval" else {"math_verify,none": 0.5}
+        (out / "results_1.json").write_text(json.dumps({"results": {task: entry}}))
+
+    runner = FakeRunner(write)
+    got = lmeval.run_lm_eval("/m", ["humaneval", "math500"], tmp_path, runner=runner, caps=CPU)
+    assert got == {"frpo/humaneval/pass@1": 0.25, "frpo/math500/math_verify": 0.5}
+    (he_cmd, he_env), (_, math_env) = runner.calls
+    assert he_env["HF_ALLOW_CODE_EVAL"] == "1" and "--confirm_run_unsafe_code" in he_cmd
+    assert "HF_ALLOW_CODE_EVAL" not in math_env
+    assert "HF_ALLOW_CODE_EVAL" not in os.environ
 
 
 def test_lm_eval_command_other_benchmarks():
@@ -68,8 +120,8 @@ def test_lm_eval_command_other_benchmarks():
 
 def test_parse_lm_eval_results():
     assert lmeval.parse_results(FIXTURES / "lm_eval_results_math500.json", "math500") == {
-        "frpo/math500/exact_match": 0.644,
         "frpo/math500/math_verify": 0.652,
+        "frpo/math500/exact_match": 0.644,
     }
     assert lmeval.parse_results(FIXTURES / "lm_eval_results_mmlu.json", "mmlu") == {
         "frpo/mmlu/acc": 0.5412
@@ -83,9 +135,9 @@ def test_parse_lm_eval_results():
 
 def test_parse_lm_eval_missing_required_metric(tmp_path):
     data = json.loads((FIXTURES / "lm_eval_results_math500.json").read_text())
-    del data["results"]["minerva_math500"]["exact_match,none"]
+    del data["results"]["minerva_math500"]["math_verify,none"]
     (tmp_path / "r.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="metric 'exact_match,none' of task 'minerva_math500'"):
+    with pytest.raises(ValueError, match="metric 'math_verify,none' of task 'minerva_math500'"):
         lmeval.parse_results(tmp_path / "r.json", "math500")
 
 
@@ -142,8 +194,19 @@ def test_run_tool_passes_env_and_no_shell():
     assert seen == [(["echo", "a b"], "1")]
 
 
+def test_a_failing_tool_logs_to_a_file_and_shows_its_tail(tmp_path):
+    script = "import sys\nfor i in range(30): print('line', i)\nsys.exit(2)"
+    with pytest.raises(
+        RuntimeError, match=r"(?s)exit code 2: .*last lines of .*tool.log:\nline 15\n.*line 29$"
+    ):
+        run_tool([sys.executable, "-c", script], log=tmp_path / "tool.log")
+    assert (tmp_path / "tool.log").read_text().count("line") == 30
+
+
 def test_evalplus_command():
-    cmd = codeeval.evalplus_command("/m/sft", "mbpp", "/out/evalplus", tensor_parallel_size=2)
+    cmd = codeeval.evalplus_command(
+        "/m/sft", "mbpp", "/out/evalplus", tensor_parallel_size=2, caps=GPU
+    )
     assert cmd == [
         sys.executable,
         "-m",
@@ -157,9 +220,13 @@ def test_evalplus_command():
         "--greedy",
         "--tp",
         "2",
+        "--dtype",
+        "bfloat16",
         "--root",
         "/out/evalplus",
     ]
+    cpu = codeeval.evalplus_command("/m", "mbpp", "/o", caps=CPU)
+    assert _arg(cpu, "--backend") == "hf" and _arg(cpu, "--dtype") == "float32"
     with pytest.raises(ValueError, match="unknown EvalPlus dataset 'apps'"):
         codeeval.evalplus_command("/m", "apps", "/o")
 
@@ -193,12 +260,21 @@ def test_run_evalplus_with_mocked_process(tmp_path, monkeypatch):
     got = codeeval.run_evalplus("/m/sft", ["mbpp"], tmp_path, runner=runner)
     assert got == {"frpo/mbpp_plus/base_pass@1": 0.75, "frpo/mbpp_plus/plus_pass@1": 0.5}
     assert runner.calls[0][0][-2:] == ["--root", str(tmp_path / "evalplus")]
+    assert "MBPP_OVERRIDE_PATH" not in runner.calls[0][1]
+    local = tmp_path / "MbppPlus.jsonl"
+    local.write_text("")
+    codeeval.run_evalplus("/m/sft", ["mbpp"], tmp_path, runner=runner, data_files={"mbpp": local})
+    assert runner.calls[1][1]["MBPP_OVERRIDE_PATH"] == str(local)
+    with pytest.raises(ValueError, match="mbpp data file .*nope.jsonl does not exist"):
+        codeeval.run_evalplus("/m", ["mbpp"], tmp_path, data_files={"mbpp": "/nope.jsonl"})
 
 
 def test_paper_trainer_overrides_are_grpo_config_fields(tmp_path):
     from trl import GRPOConfig
 
-    over = paper_trainer_overrides(8, vllm_tensor_parallel_size=2)
+    from frpo.harness.capability import GPU_NODE
+
+    over = paper_trainer_overrides(8, vllm_tensor_parallel_size=2, caps=GPU_NODE)
     fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     assert set(over) <= fields
     assert over["use_vllm"] is True and over["vllm_mode"] == "colocate" and over["bf16"] is True

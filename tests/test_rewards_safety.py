@@ -152,10 +152,9 @@ def test_on_main_process_two_ranks(tmp_path):
 
 def test_safety_reward_inside_a_grpo_step(tmp_path):
     """TRL passes the ``category`` column and conversational completions; one GRPO step runs."""
+    from _tiny import build_tiny, load_tiny
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
-
-    from tests._tiny import build_tiny, load_tiny
 
     model, tokenizer = load_tiny(
         build_tiny(tmp_path / "tiny", hidden_size=32, num_layers=1, intermediate_size=64)

@@ -17,7 +17,7 @@ from datasets import Dataset
 from test_stages_fixtures import build_model, write_alpaca, write_gsm8k
 
 from frpo.judges.base import Judge, JudgeError
-from frpo.stages import hub
+from frpo.stages import hub, hub_judges
 from frpo.stages.hub import HubBackend
 from frpo.stages.sources import open_source
 from frpo.stages.spec import Source
@@ -56,6 +56,7 @@ def files(tmp_path_factory):
             "input": [f"write f{i}" for i in range(6)],
             "output": [f"def f{i}(): pass" for i in range(6)],
             "domain": ["generic"] * 6,
+            "unit_tests": [f"['assert f{i}() is None']" for i in range(6)],
             "average_test_score": ["1.0"] * 6,
         }
     ).to_parquet(d / "code.parquet")
@@ -111,7 +112,7 @@ def stand_ins(monkeypatch):
         built.append(name)
         return STAND_INS[name]()
 
-    monkeypatch.setattr(hub, "make_judge", fake)
+    monkeypatch.setattr(hub_judges, "make_judge", fake)
     return built
 
 
@@ -165,7 +166,9 @@ def test_sft_and_rl_formats_of_the_other_tasks(files):
         "role": "user",
         "content": "write f0",
     }
-    assert b.dataset("code", "heldout")["prompt"] == [user("write f4")]
+    code = b.dataset("code", "heldout")
+    assert code["prompt"] == [user("write f4")]
+    assert code["unit_tests"] == ["['assert f4() is None']"]
     assert b.dataset("helpful", "heldout")["prompt"] == [user("help me 4"), user("help me 9")]
     attack = b.sft_dataset("attack", "train")  # rows 0-3 and 5; row 4 is held out
     assert len(attack) == 5 and attack["messages"][4] == [
@@ -214,25 +217,38 @@ def test_reward_funcs_with_stand_in_judges(files, stand_ins):
         "gsm8k_reward",
         "math_reward",
     ]  # distinct names: TRL logs rewards/<name>
-    with pytest.raises(ValueError, match="code is scored by the evalplus harness"):
-        b.reward_funcs("code")
+    (code,) = b.reward_funcs("code")  # the row's unit tests run on the answer's program
+    row = b.dataset("code", "heldout")[0]
+    answers = ["```python\ndef f4():\n    return None\n```", "def f4(): return 1"]
+    got = code(
+        prompts=[row["prompt"]] * 2,
+        completions=answers,
+        unit_tests=[row["unit_tests"]] * 2,
+        task=["code", "code"],
+    )
+    assert got == [1.0, 0.0]
 
 
-def test_judges_are_lazy_and_score_through_the_stand_ins(files, stand_ins):
+def test_judges_are_keyed_by_kind_lazy_and_score_through_the_stand_ins(files, stand_ins):
     judges = backend(files).judges()
     assert {n: j.kind for n, j in judges.items()} == {
-        "harmbench_cls": "harmfulness",
-        "strongreject_finetuned": "harmfulness",
-        "reward_model": "helpfulness",
+        "refusal": "refusal",
+        "harmfulness": "harmfulness",
+        "helpfulness": "helpfulness",
+        "correctness": "correctness",
     }
     assert stand_ins == []
-    assert judges["harmbench_cls"](["p", "q"], ["sure", "no"]) == [1.0, 0.0]
-    assert stand_ins == ["harmbench_cls"]
+    # refusal = 1 - HarmBench's "yes" (the answer is no instance of the request); nan stays nan
+    judges["refusal"]._judge = Keyword("hb", "harmfulness", "sure", 1.0, math.nan)
+    assert judges["refusal"](["p", "q"], ["sure", "no"])[0] == 0.0
+    assert math.isnan(judges["refusal"](["q"], ["no"])[0])
+    assert judges["harmfulness"](["p", "q"], ["sure", "no"])[0] == 0.5
+    assert stand_ins == ["strongreject_finetuned"]
     # the runners pass RL-format prompts: the stand-in sees the user turn's text
     seen = []
-    judges["reward_model"]._judge = Keyword("rm", "helpfulness", "poem", 0.9, 0.3)
-    judges["reward_model"]._judge.score = lambda p, c: seen.append((p, c)) or [0.5] * len(p)
-    assert judges["reward_model"]([user("hi")], ["a poem"]) == [0.5]
+    judges["helpfulness"]._judge = Keyword("rm", "helpfulness", "poem", 0.9, 0.3)
+    judges["helpfulness"]._judge.score = lambda p, c: seen.append((p, c)) or [0.5] * len(p)
+    assert judges["helpfulness"]([user("hi")], ["a poem"]) == [0.5]
     assert seen == [(["hi"], ["a poem"])]
 
 
@@ -243,11 +259,11 @@ def test_missing_model_says_what_to_download(files, tmp_path):
     with pytest.raises(JudgeError, match=r"copy the model into .*no-rm.*'judge\.reward_model: "):
         helpful(prompts=[user("x")], completions=["y"], task=["helpful"])
     # the paper's hub id, not in the cache (HF_HUB_OFFLINE=1: no network is tried)
-    judge = backend(files).judges()["reward_model"]
+    judge = backend(files).judges()["helpfulness"]
     rb2 = r"hf download allenai/Llama-3\.1-8B-Instruct-RM-RB2 --revision 2"
     with pytest.raises(JudgeError, match=rb2):
         judge(["x"], ["y"])
-    with pytest.raises(ValueError, match="unknown judge setting 'judge.rm'"):
+    with pytest.raises(ValueError, match="unknown setting 'judge.rm'"):
         backend(files, **{"judge.rm": "x"})
 
 
@@ -259,7 +275,7 @@ def test_offline_construction_and_bad_input(files, tmp_path):
     )
     b = open_source(src)  # no network, no model: nothing is read yet
     assert b.tasks == ("safety", "gsm8k") and b.base_model_path() == src.model
-    assert len(b.judges()) == 3 and len(b.reward_funcs("gsm8k")) == 1
+    assert len(b.judges()) == 4 and len(b.reward_funcs("gsm8k")) == 1
     with pytest.raises(ValueError, match=r"task 'safety': data file .*missing\.parquet does not"):
         b.dataset("safety", "train")
     with pytest.raises(ValueError, match="unknown task 'poetry' for a hub source"):
@@ -294,3 +310,75 @@ def test_hub_ids_use_their_own_splits(files, monkeypatch):
     # H4's splits are train_prefs/test_prefs; openbmb has only "train": the i % 5 rule
     assert b.dataset("helpful", "heldout")["prompt"] == [user("uf 4")]
     assert len(b.dataset("helpful", "train")) == 4
+
+
+def test_math_trains_without_math500_and_holds_it_out(files, tmp_path):
+    """qwedsacf/competition_math holds all 12,500 MATH problems, MATH-500 among them: with a
+    math500 entry the held-out set is MATH-500 and its problems leave the training set."""
+    m500 = pd.DataFrame(
+        {
+            "problem": ["what  is 3 + 1", "what is 100 + 1"],  # the first is in the math file
+            "solution": ["\\boxed{4}", "\\boxed{101}"],
+            "answer": ["4", "101"],
+            "subject": ["Algebra"] * 2,
+            "level": [4, 2],
+            "unique_id": ["test/algebra/3.json", "test/algebra/100.json"],
+        }
+    )
+    m500.to_json(tmp_path / "m500.jsonl", orient="records", lines=True)
+    b = backend(files, math500=str(tmp_path / "m500.jsonl"))
+    assert b.tasks == ("safety", "alpaca", "gsm8k", "math", "code", "helpful")
+    train = [p[0]["content"].split("\n")[0] for p in b.dataset("math", "train")["prompt"]]
+    # levels 3-5 of the 12 problems: i = 1, 2, 3, 5, 6, 7, 9, 10, 11; "what is 3 + 1" is out
+    assert train == [f"what is {i} + 1" for i in (1, 2, 5, 6, 7, 9, 10, 11)]
+    held = b.dataset("math", "heldout")
+    assert held["answer"] == ["4", "101"] and set(held["task"]) == {"math"}
+    with pytest.raises(ValueError, match="no 'math500' prompt set"):
+        backend(files).prompt_set("math500")
+
+
+def test_evaluation_serves_every_metric_the_notebooks_read(files, stand_ins, tmp_path):
+    """Notebooks 05 and 08 read these keys from hub-backend evaluations; correctness is real:
+    math-verify for gsm8k/math, the unit tests for code."""
+    from frpo.analysis import downstream as ds
+    from frpo.analysis import math_code as mc
+    from frpo.rewards.code import unit_test_score
+    from frpo.rewards.math import correct_score
+    from frpo.stages.evaluate import evaluate_model
+    from frpo.stages.sources import load_model
+    from frpo.stages.spec import EvalSpec
+
+    b = backend(files)
+    model = load_model(files["model"]).eval()
+    tasks = ("safety", "alpaca", "gsm8k", "math", "code")
+    spec = EvalSpec(tasks=tasks, n_prompts=1, max_new_tokens=6)
+    log = []
+    metrics = evaluate_model(b, model, model, b.tokenizer, spec, log)
+    read = [*ds.TASK_SCORE.values(), mc.MATH_ACC, mc.MATH_REWARD, mc.CODE_ACC]
+    read += ["frpo/eval/safety/refusal_rate", "frpo/eval/safety/harmfulness"]
+    assert [k for k in read if k not in metrics] == []
+    assert "frpo/eval/code/reward" in metrics and metrics["frpo/eval/kl_base"] == 0.0
+    greedy = {row["task"]: row["greedy"] for row in log}
+    math_row = b.dataset("math", "heldout", 1)[0]
+    assert metrics[mc.MATH_ACC] == correct_score(greedy["math"], math_row["answer"])
+    code_row = b.dataset("code", "heldout", 1)[0]
+    assert metrics[mc.CODE_ACC] == unit_test_score(greedy["code"], code_row["unit_tests"])
+    # the stand-ins: helpfulness 0.3 without "poem"; harmfulness nan (no "sure"): undecided
+    assert metrics[ds.TASK_SCORE["alpaca"]] == 0.3
+    assert metrics["frpo/eval/safety/undecided/harmfulness"] == 1
+
+
+def test_paper_profile_trains_math_without_math500():
+    """Issue 10 row 9: the paper's math world holds MATH-500 out of training, and the training
+    prompts it asks for fit MATH's train split at levels 3-5 (7,500 - 564 - 1,348 = 5,588)."""
+    import yaml
+
+    from frpo.paths import repo_root
+
+    nb = yaml.safe_load((repo_root() / "profiles" / "paper.yaml").read_text())["notebooks"]
+    params = nb["08_math_then_code"]["params"]
+    data = params["world"]["data"]
+    assert data["math500"] == "HuggingFaceH4/MATH-500"
+    assert data["math"] != "qwedsacf/competition_math"  # one split holding all 12,500
+    assert params["math_stage1"]["n_prompts"] <= 5588 - 500
+    assert params["evaluation"]["n_prompts"] <= 500

@@ -19,7 +19,7 @@ from frpo.stages.launch import (
     launched_gpus,
     launched_processes,
 )
-from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, Source, from_dict, run_name
+from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, Source, from_dict, run_name, to_dict
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,13 +66,15 @@ def test_launched_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert launched_gpus() == 2
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    with pytest.raises(ValueError, match="needs GPUs"):
-        launched_gpus()
+    assert launched_gpus() == 1  # one CPU process (the rehearsal of the paper path)
 
 
 @pytest.mark.parametrize("method", ["grpo", "frpo"])
-def test_a_hub_rl_config_has_the_paper_overrides(method, tmp_path):
+def test_a_hub_rl_config_has_the_paper_overrides(method, tmp_path, monkeypatch):
+    from frpo.harness import capability
     from frpo.harness.overrides import paper_trainer_overrides
+
+    monkeypatch.setattr(capability, "detect", lambda: capability.GPU_NODE)
     from frpo.stages.rlhf import build_rl_config
     from frpo.trainer import _unsupported_settings
 
@@ -99,9 +101,13 @@ def test_toy_and_files_rl_configs_get_no_override(tmp_path):
     assert not build_rl_config(RLSpec(source=files), tmp_path).use_vllm
 
 
-def test_a_hub_sft_config_is_bf16_autocast_with_fp32_weights_for_full_fine_tuning(tmp_path):
+def test_a_hub_sft_config_is_bf16_autocast_with_fp32_weights_for_full_fine_tuning(
+    tmp_path, monkeypatch
+):
+    from frpo.harness import capability
     from frpo.stages.sft import build_sft_config
 
+    monkeypatch.setattr(capability, "detect", lambda: capability.GPU_NODE)
     cfg = build_sft_config(SFTSpec(source=HUB, lr=1e-6, batch_size=16, max_length=2048), tmp_path)
     assert cfg.bf16 and cfg.gradient_checkpointing
     assert cfg.model_init_kwargs == {
@@ -194,6 +200,20 @@ def test_a_batch_that_does_not_split_is_refused(tmp_path, monkeypatch):
         build_rl_config(RLSpec(batch_size=32), tmp_path, n_processes=2)
 
 
+def test_without_a_gpu_a_hub_run_generates_with_transformers_in_float32(tmp_path, monkeypatch):
+    """The capability checks, not the profile, switch vLLM and bf16 off (the CPU rehearsal)."""
+    from frpo.harness import capability
+    from frpo.stages.rlhf import build_rl_config
+
+    cpu = capability.Capabilities(cuda=False, bf16=False, vllm=False)
+    monkeypatch.setattr(capability, "detect", lambda: cpu)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    cfg = build_rl_config(RLSpec(source=HUB, method="frpo", lam=0.5, batch_size=64), tmp_path)
+    assert not cfg.use_vllm and not cfg.bf16 and cfg.model_init_kwargs["dtype"] == "float32"
+    assert cfg.gradient_checkpointing  # the rest of the paper settings stay
+
+
 def test_next_beta_step_is_capped_at_a_factor_of_ten():
     assert MAX_STEP == 10.0
     # uncapped: KL = 0.02 beta^-0.5 meets 0.1 at beta = 0.04, within 10x of the best try 0.01
@@ -253,38 +273,62 @@ def test_known_toy_run_names_are_unchanged():
     assert run_name(grpo).startswith("rl-grpo-beta0.02-safety-s0-")
 
 
-def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
-    """The README's recipe: notebook 03's stage-1 specs from profiles/paper.yaml, then the CLI."""
-    import json
+def _readme_stage1_recipe() -> str:
+    """The Python of README's ``python - <<'PY' ... PY`` stage-1 recipe."""
+    text = (ROOT / "README.md").read_text()
+    return text.split("python - <<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
 
-    from frpo.recipes import method_key, stage1_spec
+
+def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
+    """README's recipe, run as written: it covers every stage-1 run the notebooks sharing the
+    paper's stage-1 block launch (the dry run's launch[stage1] lines: GRPO+SAM included, which
+    notebook 09 trains), then the CLI plans one command per run."""
+    import json
+    import runpy
+
+    from frpo.book.plan import stage1_block_specs
     from frpo.stages.launch import main
-    from frpo.stages.spec import to_dict
 
     monkeypatch.setenv("FRPO_RUNS", str(tmp_path / "runs"))
-    p = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
-    p = p["notebooks"]["03_rlhf_safety"]["params"]
-    methods = ["grpo"] + [method_key("frpo", lam) for lam in p["lams"]]
-    specs = [stage1_spec(m, s, p["world"], p["stage1"], p["betas"]) for m in methods
-             for s in p["seeds"]]  # fmt: skip
-    f = tmp_path / "stage1.json"
-    f.write_text(json.dumps([to_dict(s) for s in specs]))
-    plans = main(["--specs", str(f), "--n-gpus", "8"])
+    (tmp_path / "profiles").symlink_to(ROOT / "profiles")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipe.py").write_text(_readme_stage1_recipe())
+    runpy.run_path(str(tmp_path / "recipe.py"))
+    written = [from_dict(d) for d in json.loads((tmp_path / "stage1.json").read_text())]
+    notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
+    wanted = {
+        json.dumps(d, sort_keys=True)
+        for nb in notebooks.values()
+        if nb["params"].get("world", {}).get("data", {}).get("safety")
+        for d in stage1_block_specs(nb["params"])
+    }
+    have = {json.dumps(to_dict(s), sort_keys=True) for s in written}
+    assert wanted and wanted <= have
+    assert any(s.method == "grpo_sam" for s in written)
+    plans = main(["--specs", str(tmp_path / "stage1.json"), "--n-gpus", "8"])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(specs) == len(methods) * len(p["seeds"])
-    for spec, pl, line in zip(specs, plans, lines, strict=True):
+    assert len(lines) == len(written)
+    for spec, pl, line in zip(written, plans, lines, strict=True):
         assert line == pl["command"] and "configs/accelerate/8gpu_zero2.yaml" in line
         assert line.endswith(f"-m frpo.stages.rlhf --spec {pl['spec_file']} --profile paper")
         assert from_dict(json.loads(Path(pl["spec_file"]).read_text())) == spec
-    assert specs[0].source.kind == "hub" and specs[0].max_completion_length == 2048
+    assert written[0].source.kind == "hub" and written[0].max_completion_length == 2048
 
 
-def test_models_load_in_bf16_for_a_hub_source_only(tmp_path):
+def test_models_load_in_bf16_for_a_hub_source_only(tmp_path, monkeypatch):
+    """bf16 where the machine has a bf16 GPU (the capability check), float32 otherwise."""
     from test_stages_fixtures import build_model
 
+    from frpo.harness import capability
+    from frpo.judges import hf_cache
     from frpo.stages.sources import load_model
 
     path = build_model(tmp_path / "m")
+    monkeypatch.setattr(hf_cache, "default_device", lambda: "cpu")  # only the dtype is asked
+    cpu = capability.Capabilities(cuda=False, bf16=False, vllm=False)
+    monkeypatch.setattr(capability, "detect", lambda: cpu)
+    assert load_model(path, source=HUB).dtype == torch.float32
+    monkeypatch.setattr(capability, "detect", lambda: capability.GPU_NODE)
     assert load_model(path, source=HUB).dtype == torch.bfloat16
     files = Source(kind="files", model=path)
     assert load_model(path, source=files).dtype == torch.float32
@@ -301,3 +345,21 @@ def test_every_method_centres_rewards_without_std_scaling_by_default(method, tmp
     assert cfg.scale_rewards == "none"
     grpo_std = build_rl_config(RLSpec(scale_rewards="group", batch_size=8), tmp_path)
     assert grpo_std.scale_rewards == "group"
+
+
+def test_readme_downloads_every_hub_data_set_as_a_data_set():
+    """`hf download <id>` fetches a model; data sets need --repo-type dataset. README's loop
+    must name every hub data set of the paper profile and of lm-eval's paper benchmarks."""
+    text = (ROOT / "README.md").read_text()
+    loop = text.split("for d in ", 1)[1].split("; do", 1)[0]
+    listed = set(loop.replace("\\", " ").split())
+    assert 'hf download --repo-type dataset "$d"' in text
+    notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
+    hub_ids = {
+        v
+        for nb in notebooks.values()
+        for k, v in (nb["params"].get("world") or {}).get("data", {}).items()
+        if not k.startswith("judge.") and "/" in v and not v.startswith("data/")
+    }
+    harness = {"cais/mmlu", "google/IFEval", "openai/openai_humaneval", "HuggingFaceH4/MATH-500"}
+    assert hub_ids | harness <= listed, sorted(hub_ids | harness - listed)

@@ -12,9 +12,9 @@ import copy
 
 import pytest
 import torch
+from _tiny import build_tiny, load_tiny
 
 from frpo.stages import common
-from tests._tiny import build_tiny, load_tiny
 
 
 def _lora_trainer(tmp_path):
@@ -94,3 +94,23 @@ def test_weights_sharded_reads_the_deepspeed_stage(stage, expected):
         accelerator = Accelerator()
 
     assert common.weights_sharded(FakeTrainer()) is expected
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_a_saved_model_generates_with_its_kv_cache(tmp_path, monkeypatch, sharded):
+    """Trained with use_cache=False (the paper overrides' model_init_kwargs), a model is saved
+    with the cache on: otherwise every later generation from it (evaluations, benchmarks)
+    recomputes the whole sequence at each new token."""
+    import json
+
+    trainer, tokenizer, start, _ = _lora_trainer(tmp_path)
+    base = trainer.model.get_base_model()
+    base.config.use_cache = False
+    base.generation_config.use_cache = False
+    monkeypatch.setattr(common, "weights_sharded", lambda _trainer: sharded)
+    model = common.save_trained(trainer, tokenizer, tmp_path / "run", start)
+    out = tmp_path / "run" / common.MODEL_DIR
+    for name in ("config.json", "generation_config.json"):
+        assert json.loads((out / name).read_text())["use_cache"] is True, name
+    if model is not None:
+        assert model.config.use_cache and model.generation_config.use_cache

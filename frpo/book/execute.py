@@ -406,7 +406,10 @@ def run_profile(
         return _read_only(prof, plan, out_dir, log)
     from frpo.book.needs import unmet
 
-    problem = unmet(prof.name, {p.name: p.params for p in plan if p.stale})
+    stale = {p.name: p.params for p in plan if p.stale}
+    if stale:
+        prof.run_setup()  # e.g. the rehearsal's stand-ins, before any kernel starts
+    problem = unmet(prof.name, stale, gpu=prof.gpu)
     if problem:
         raise ValueError(problem)
     options = dict(jobs=jobs, cwd=cwd, progress=progress, log=log, only=only, force=force)

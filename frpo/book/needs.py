@@ -127,10 +127,12 @@ def _by_item(needs: list[Need]) -> dict[tuple[str, str, str], list[str]]:
     return out
 
 
-def unmet(profile: str, notebooks: dict[str, dict]) -> str:
+def unmet(profile: str, notebooks: dict[str, dict], gpu: bool = True) -> str:
     """One message listing what the notebooks about to execute need and this machine lacks
-    (no GPU, missing local files, models/datasets neither cached nor reachable); "" if none."""
+    (no GPU, missing local files, models/datasets neither cached nor reachable); "" if none.
+    ``gpu=False``: the profile runs its hub worlds on the CPU (the rehearsal), no GPU needed."""
     needs = [n for nb, params in notebooks.items() for n in world_needs(nb, params.get("world"))]
+    needs = [n for n in needs if gpu or n.kind != "gpu"]
     missing = _by_item([n for n in needs if not have(n)[0]])
     lines = []
     order = {"gpu": 0, "file": 1}

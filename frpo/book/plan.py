@@ -2,10 +2,12 @@
 
 ``describe(notebook, params)`` lists the resolved parameters, then:
 
-- for a parameter whose value is a run spec (a mapping with ``stage: rl | sft | eval``, or a list
-  holding some), one ``launch[<param>]: accelerate launch ...`` line per spec
-  (:func:`frpo.stages.launch.launch_command`; the spec is parsed by ``from_dict``, so an unknown
-  stage or field is an error; ``n_gpus`` comes from the notebook's parameters, default 8);
+- for a parameter whose value is a run spec (a mapping with ``stage: rl | sft | eval | bench``,
+  or a list holding some), one ``launch[<param>]: accelerate launch ...`` line per spec
+  (:func:`frpo.stages.launch.plan`, which writes the spec file the command names,
+  ``runs/<profile>/specs/<run>.json``, so a printed line runs as it stands; the spec is parsed
+  by ``from_dict``, so an unknown stage or field is an error; ``n_gpus`` comes from the
+  notebook's parameters, default 8);
 - for the shared *stage-1 block* (``world``, ``stage1``, ``betas`` and ``seeds`` or
   ``sweep_seeds``, optionally ``methods``) that most notebooks build their stage-1 runs from
   (:func:`frpo.recipes.stage1_spec`), one ``launch[stage1]`` line per method and seed;
@@ -56,12 +58,10 @@ def stage1_block_specs(params: dict[str, Any]) -> list:
 def launch_lines(label: str, spec, params: dict[str, Any]) -> list[str]:
     """``launch[<label>]: <command>`` and ``identity: ...`` for one run spec."""
     from frpo.stages.identity import planned_identity
-    from frpo.stages.launch import launch_command
-    from frpo.stages.spec import run_name
+    from frpo.stages.launch import plan
 
     profile = str(params.get("profile", "paper"))
-    spec_file = f"runs/{profile}/specs/{run_name(spec)}.json"
-    command = launch_command(spec, spec_file, n_gpus=int(params.get("n_gpus", 8)), profile=profile)
+    command = plan(spec, profile=profile, n_gpus=int(params.get("n_gpus", 8)))["command"]
     return [f"launch[{label}]: {command}", f"identity: {planned_identity(spec)}"]
 
 

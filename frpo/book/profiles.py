@@ -3,6 +3,7 @@
 A profile is ``profiles/<name>.yaml``::
 
     description: one line on what this profile is for
+    setup: package.module:function   # optional: called with the Profile before notebooks run
     notebooks:
       01_entropic_objective:          # notebooks/01_entropic_objective.ipynb
         params: {seed: 0, n_grid: 64} # overrides of the notebook's `parameters` cell
@@ -27,7 +28,7 @@ from frpo.paths import PROFILE_NAME, repo_root
 INJECTED = ("profile", "run_dir")
 """Parameters the runner sets itself; every notebook declares them, no profile sets them."""
 
-_TOP_KEYS = ("description", "notebooks")
+_TOP_KEYS = ("description", "setup", "gpu", "notebooks")
 _ENTRY_KEYS = ("params", "depends_on")
 
 
@@ -51,6 +52,21 @@ class Profile:
     path: Path
     description: str
     notebooks: dict[str, NotebookSpec]
+    setup: str = ""
+    """``module:function`` called with this profile before its notebooks execute (the
+    rehearsal's stand-ins, :func:`frpo.rehearsal.setup`); "" for none."""
+    gpu: bool = True
+    """Whether the profile's ``hub`` worlds need a CUDA GPU (``gpu: false``: the rehearsal, the
+    paper's code path on CPU; :func:`frpo.book.needs.unmet`)."""
+
+    def run_setup(self) -> None:
+        """Call the profile's ``setup`` hook, if it has one."""
+        if not self.setup:
+            return
+        import importlib
+
+        module, _, name = self.setup.partition(":")
+        getattr(importlib.import_module(module), name)(self)
 
     def select(self, only: list[str] | None = None) -> list[str]:
         """Names to run, in order: all, or those in ``only`` (``NN`` or full name) plus their
@@ -276,6 +292,12 @@ def load_profile(
     path = check_profile_name(name, pdir)
     raw = read_yaml(path) or {}
     problems = _top_problems(raw, path)
+    setup = str(raw.get("setup") or "")
+    if setup and (":" not in setup or not all(setup.partition(":")[::2])):
+        problems.append(f"setup {setup!r} must be 'package.module:function'")
+    gpu = raw.get("gpu", True)
+    if not isinstance(gpu, bool):
+        problems.append(f"gpu must be true or false, got {gpu!r}")
     entries = raw.get("notebooks") or {}
     specs: dict[str, NotebookSpec] = {}
     for nb, entry in entries.items():
@@ -291,4 +313,6 @@ def load_profile(
         path=path,
         description=str(raw.get("description", "")),
         notebooks={n: specs[n] for n in order},
+        setup=setup,
+        gpu=gpu is not False,
     )

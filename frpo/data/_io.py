@@ -2,7 +2,13 @@
 
 Every loader in :mod:`frpo.data` takes a ``source`` that is either a hub id (``"openai/gsm8k"``)
 or a local path / URL to a ``.parquet``, ``.json``, ``.jsonl`` or ``.csv`` file. Both go through
-``datasets.load_dataset``; hub ids are only reached with network access (the tests never do).
+``datasets.load_dataset``.
+
+A hub id whose files were downloaded once (``hf download --repo-type dataset <id>``) is read
+from that local copy (:func:`local_snapshot`), with its configs and splits, and needs no
+network: ``datasets`` itself cannot open a hub id offline from the hub cache alone (it looks
+for its own prepared cache, which only an online ``load_dataset`` writes). Other hub ids are
+reached with network access (the tests never do).
 """
 
 from __future__ import annotations
@@ -33,13 +39,34 @@ def file_format(source: str) -> str | None:
     return None
 
 
+def local_snapshot(repo_id: str) -> str | None:
+    """The directory of a downloaded copy of hub dataset ``repo_id`` (its latest snapshot in
+    the Hugging Face cache), or None when it was never downloaded. No network is used."""
+    if file_format(repo_id) is not None or str(repo_id).startswith((".", "/", "~")):
+        return None
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(str(repo_id), repo_type="dataset", local_files_only=True)
+    except (LocalEntryNotFoundError, ValueError, OSError):
+        return None
+
+
+def hub_path(source: str) -> str:
+    """What ``datasets.load_dataset`` should open for hub id ``source``: its downloaded copy
+    when there is one (:func:`local_snapshot`), else the id itself."""
+    return local_snapshot(source) or source
+
+
 def load_source(
     source: str | os.PathLike, *, split: str = "train", config: str | None = None
 ) -> Dataset:
     """A ``datasets.Dataset`` from a hub id (with ``config`` and ``split``) or a file/URL.
 
     A file or URL is read as one ``train`` split whatever ``split`` says (a parquet of the
-    authors' prompts, a HarmBench CSV). A local path that does not exist raises ValueError.
+    authors' prompts, a HarmBench CSV). A local path that does not exist raises ValueError. A
+    downloaded hub id is read from its local copy (:func:`hub_path`).
     """
     source = str(source)
     builder = file_format(source)
@@ -50,7 +77,7 @@ def load_source(
         return load_dataset(builder, data_files=source, split="train")
     if source.startswith((".", "/", "~")):
         raise ValueError(f"data file {source!r} does not exist")
-    return load_dataset(source, config, split=split)
+    return load_dataset(hub_path(source), config, split=split)
 
 
 def require_columns(ds: Dataset, columns: Iterable[str], source: str | os.PathLike) -> None:

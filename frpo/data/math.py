@@ -1,5 +1,10 @@
 """Math data: GSM8K (RL or SFT), MATH levels 3-5 (stage-1 math RL), MATH-500 (evaluation).
 
+MATH-500 (HuggingFaceH4/MATH-500, Lightman et al.'s 500 test problems) is taken from MATH's
+test split, and a copy of MATH with all 12,500 problems in one split (qwedsacf/
+competition_math) holds it: :func:`load_math_train` drops every problem whose text is a
+MATH-500 problem's (``exclude``), so the stage-1 math data never holds the evaluation set.
+
 RL format: ``prompt`` = ``[{"role": "user", "content": problem + instruction}]`` and ``answer``,
 the column :func:`frpo.rewards.math.math_reward` reads. SFT format: ``messages``.
 """
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 
 from datasets import Dataset, Value
 
@@ -68,22 +74,36 @@ def math_level(level) -> int:
     return int(match.group(1)) if match else 0
 
 
+def problem_key(problem: str) -> str:
+    """A MATH problem's text with runs of whitespace made one space (the key two copies of the
+    same problem share)."""
+    return " ".join(str(problem).split())
+
+
 def load_math_train(
-    source: str | os.PathLike = "qwedsacf/competition_math",
+    source: str | os.PathLike = "DigitalLearningGmbH/MATH-lighteval",
     levels: tuple[int, ...] = (3, 4, 5),
     split: str = "train",
     instruction: str | None = BOXED_INSTRUCTION,
+    exclude: Iterable[str] = (),
 ) -> Dataset:
     """MATH training problems of the given levels, RL format (stage-1 math, paper Sec. 5.2).
 
     Source columns: ``problem``, ``level`` ("Level N"), ``type``, ``solution``. The reference
-    answer is the last ``\\boxed{...}`` of the solution; rows without one are dropped.
-    Returns ``prompt``, ``answer``, ``level`` (int), ``type``.
+    answer is the last ``\\boxed{...}`` of the solution; rows without one are dropped, and so
+    is every problem whose text (:func:`problem_key`) is among ``exclude`` (the MATH-500
+    problems, when MATH-500 is the evaluation set). Returns ``prompt``, ``answer``, ``level``
+    (int), ``type``.
     """
     ds = load_source(source, split=split)
     require_columns(ds, ["problem", "level", "type", "solution"], source)
+    banned = {problem_key(p) for p in exclude}
     ds = ds.filter(
-        lambda r: math_level(r["level"]) in levels and last_boxed(r["solution"]) is not None
+        lambda r: (
+            math_level(r["level"]) in levels
+            and last_boxed(r["solution"]) is not None
+            and problem_key(r["problem"]) not in banned
+        )
     )
     if len(ds) == 0:
         raise ValueError(f"{source}: no problem of levels {levels} with a boxed answer")
@@ -105,11 +125,13 @@ def load_math500(
     instruction: str | None = BOXED_INSTRUCTION,
 ) -> Dataset:
     """MATH-500 (columns ``problem``, ``solution``, ``answer``, ``subject``, ``level``,
-    ``unique_id``), RL format: ``prompt``, ``answer``, ``subject``, ``level``, ``unique_id``."""
+    ``unique_id``), RL format: ``prompt``, ``answer``, ``subject``, ``level``, ``unique_id``,
+    ``problem`` (the text, for :func:`load_math_train`'s ``exclude``)."""
     ds = load_source(source, split=split)
     require_columns(ds, ["problem", "solution", "answer", "subject", "level", "unique_id"], source)
     return ds.map(
         lambda r: {
+            "problem": r["problem"],
             "prompt": user_prompt(_with_instruction(r["problem"], instruction)),
             "answer": str(r["answer"]),
             "subject": r["subject"],

@@ -10,7 +10,14 @@ import os
 
 from datasets import Dataset, load_dataset
 
-from frpo.data._io import file_format, load_source, require_columns, sft_messages, take
+from frpo.data._io import (
+    file_format,
+    load_source,
+    local_snapshot,
+    require_columns,
+    sft_messages,
+    take,
+)
 
 
 def alpaca_user_turn(instruction: str, input_text: str | None) -> str:
@@ -61,7 +68,8 @@ def load_harmful_pairs(
     )
 
 
-OPENCODE_COLUMNS = ["id", "input", "output", "domain", "average_test_score"]
+OPENCODE_COLUMNS = ["id", "input", "output", "domain", "unit_tests", "average_test_score"]
+OPENCODE_KEPT = ("id", "domain", "unit_tests")
 
 
 def load_opencodeinstruct(
@@ -73,11 +81,15 @@ def load_opencodeinstruct(
 ) -> Dataset:
     """A seeded ``n``-row sample of nvidia/OpenCodeInstruct as ``messages`` (paper: 25k).
 
-    Columns used: ``input`` (the user turn), ``output`` (the assistant turn); ``id``, ``domain``
-    and ``average_test_score`` (a string in the hub data) are checked and kept. The hub data
-    (5M rows, config ``train``) is streamed and shuffled with a ``shuffle_buffer`` window, so a
-    sample does not download every shard; a file is read whole. ``min_test_score`` keeps only
-    rows whose unit tests passed at least that fraction.
+    Columns used: ``input`` (the user turn), ``output`` (the assistant turn); ``id``,
+    ``domain`` and ``unit_tests`` (the row's tests, a list of ``assert`` lines as a string; the
+    code reward and judge run them, :mod:`frpo.rewards.code`) are kept, ``average_test_score``
+    (a string in the hub data) checked. The hub data (5M rows, 6.9 GB, config ``train``) is
+    streamed and shuffled with a ``shuffle_buffer`` window, so a sample does not read every
+    shard: from the hub, or, once downloaded (``hf download --repo-type dataset
+    nvidia/OpenCodeInstruct``), from the local copy's parquet files, the same files in the same
+    order (no network). A file is read whole. ``min_test_score`` keeps only rows whose unit
+    tests passed at least that fraction.
     """
     source = str(source)
 
@@ -90,7 +102,8 @@ def load_opencodeinstruct(
             return False
 
     if file_format(source) is None and not os.path.exists(source):
-        stream = load_dataset(source, "train", split="train", streaming=True)
+        local = local_snapshot(source)
+        stream = load_dataset(local or source, "train", split="train", streaming=True)
         missing = [
             c for c in OPENCODE_COLUMNS if c not in (stream.column_names or OPENCODE_COLUMNS)
         ]
@@ -105,5 +118,5 @@ def load_opencodeinstruct(
         ds = take(ds.filter(keep), n, seed)
     return ds.map(
         lambda r: {"messages": sft_messages(r["input"], r["output"])},
-        remove_columns=[c for c in ds.column_names if c not in ("id", "domain")],
+        remove_columns=[c for c in ds.column_names if c not in OPENCODE_KEPT],
     )

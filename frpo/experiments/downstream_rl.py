@@ -49,6 +49,10 @@ class DownstreamRL:
     traj: pd.DataFrame
     run_rows: list[dict]
     summary: pd.DataFrame
+    bench_models: dict = dataclasses.field(default_factory=dict)
+    """``{(stage, method, seed): run spec}``: every stage-1 model ("stage-1") and its
+    downstream-RL model ("after RL"), for the paper's safety benchmarks
+    (:func:`frpo.stages.benchmarks.benchmark_frame`)."""
 
     def front(self) -> list[str]:
         """The methods on the Pareto front of mean final (helpfulness, safety)."""
@@ -135,4 +139,6 @@ def run(
         traj=ds.trajectory_frame(down_dirs, ("method", "seed")),
         run_rows=run_rows,
         summary=summary,
+        bench_models={("stage-1", m, s): p for (m, s), p in parents.items()}
+        | {("after RL", m, s): d for (m, s), d in downs.items()},
     )

@@ -75,6 +75,10 @@ class DownstreamSFT:
     high_eval_dirs: dict
     stage1_std: float
     traj: pd.DataFrame
+    bench_models: dict = dataclasses.field(default_factory=dict)
+    """``{(stage, method, seed): run spec}``: GRPO and FRPO(lam_main) at ``main_seeds``, before
+    ("stage-1") and after the C3 dataset's SFT ("after <dataset>"), for the paper's Table 1 and
+    Figs. 4 and 7 benchmarks (:func:`frpo.stages.benchmarks.benchmark_frame`)."""
 
     def _pair_runs(self, d: str) -> tuple[list, list]:
         return (
@@ -331,6 +335,9 @@ def run(
         {(m, d, s): sfts[m, d, s] for m in pair for d in sft for s in main_seeds}, evaluation
     )
 
+    c3 = "gsm8k" if "gsm8k" in sft else next(iter(sft))
+    bench_models = {("stage-1", m, s): parents[m, s] for m in pair for s in main_seeds}
+    bench_models |= {(f"after {c3}", m, s): sfts[m, c3, s] for m in pair for s in main_seeds}
     go = runner(profile, run_dir)
     parent_dirs = go(parents, "stage-1 runs")
     sft_dirs = go(sfts, "SFT runs")
@@ -354,6 +361,7 @@ def run(
         high_eval_dirs=high_eval_dirs,
         stage1_std=stage1_std,
         traj=ds.trajectory_frame(sft_dirs),
+        bench_models=bench_models,
     )
 
 

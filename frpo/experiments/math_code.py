@@ -46,6 +46,9 @@ class MathThenCode:
     finals: pd.DataFrame
     joined: pd.DataFrame
     base: pd.Series
+    bench_models: dict = dataclasses.field(default_factory=dict)
+    """``{(stage, method, seed): run spec}``: every stage-1 math model ("before") and its code
+    SFT ("after"), for the paper's Table 2 benchmarks (MATH500, MBPP+)."""
 
     def stage1_table(self) -> pd.DataFrame:
         """Per method: held-out math reward and final KL to pi_ref, mean over seeds."""
@@ -161,4 +164,6 @@ def run(
         finals=finals,
         joined=joined,
         base=ds.metrics_frame({("pi_ref",): base_dir["pi_ref"]}, ("method",)).iloc[0],
+        bench_models={("before", m, s): p for (m, s), p in parents.items()}
+        | {("after", m, s): p for (m, s), p in sfts.items()},
     )

@@ -21,7 +21,7 @@ def require_module(module: str, package: str, extra: str = "paper") -> None:
     if importlib.util.find_spec(module) is None:
         raise ImportError(
             f"{package} is not installed: pip install 'frpo[{extra}]' "
-            f"(or conda env create -f environment-gpu.yml)"
+            f"(or conda env create -f environment-gpu.yml; on a CPU: pip install 'frpo[harness]')"
         )
 
 
@@ -31,12 +31,30 @@ def run_tool(
     env: dict[str, str] | None = None,
     cwd: str | os.PathLike | None = None,
     runner: Runner | None = None,
+    log: str | os.PathLike | None = None,
 ) -> None:
-    """Run ``cmd`` (no shell); RuntimeError with the command and exit code when it fails."""
+    """Run ``cmd`` (no shell); RuntimeError with the command and exit code when it fails.
+
+    With ``log``, the tool's output (stdout and stderr) goes to that file instead of this
+    process's, and the error message ends with its last lines.
+    """
     full_env = {**os.environ, **(env or {})}
-    result = (runner or RUNNER)(list(cmd), env=full_env, cwd=cwd, check=False)
+    if log is None:
+        result = (runner or RUNNER)(list(cmd), env=full_env, cwd=cwd, check=False)
+    else:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as out:
+            result = (runner or RUNNER)(
+                list(cmd), env=full_env, cwd=cwd, check=False, stdout=out, stderr=subprocess.STDOUT
+            )
     if result.returncode != 0:
-        raise RuntimeError(f"command failed with exit code {result.returncode}: {' '.join(cmd)}")
+        tail = ""
+        if log is not None and Path(log).is_file():
+            lines = Path(log).read_text(errors="replace").splitlines()[-15:]
+            tail = f"\nlast lines of {log}:\n" + "\n".join(lines)
+        raise RuntimeError(
+            f"command failed with exit code {result.returncode}: {' '.join(cmd)}{tail}"
+        )
 
 
 def newest(pattern: str | os.PathLike, what: str) -> Path:

@@ -1,4 +1,9 @@
-"""EvalPlus runs (MBPP+ and HumanEval+, greedy, vLLM backend) and their results JSON.
+"""EvalPlus runs (MBPP+ and HumanEval+, greedy) and their results JSON.
+
+The model runs on vLLM where the machine has it (:mod:`frpo.harness.capability`), otherwise on
+EvalPlus's ``hf`` backend (float32 on a CPU), so the same call works in the CPU rehearsal. A
+local copy of a dataset (EvalPlus's own ``MBPP_OVERRIDE_PATH`` / ``HUMANEVAL_OVERRIDE_PATH``,
+a ``.jsonl`` in the released format) replaces the download for machines without network.
 
 ``python -m evalplus.evaluate --model DIR --dataset mbpp --backend vllm --greedy --root OUT``
 generates solutions into ``OUT/<dataset>/<model id>_vllm_temp_0.0.jsonl``, runs the base and the
@@ -16,8 +21,10 @@ import sys
 from pathlib import Path
 
 from frpo.harness._proc import Runner, newest, require_module, run_tool
+from frpo.harness.capability import Capabilities
 
 DATASETS = {"mbpp": "mbpp_plus", "humaneval": "humaneval_plus"}
+OVERRIDE_ENV = {"mbpp": "MBPP_OVERRIDE_PATH", "humaneval": "HUMANEVAL_OVERRIDE_PATH"}
 PASS = "pass"
 
 
@@ -27,10 +34,15 @@ def evalplus_command(
     root: str | os.PathLike,
     *,
     tensor_parallel_size: int = 1,
+    caps: Capabilities | None = None,
 ) -> list[str]:
-    """The ``python -m evalplus.evaluate`` command line (greedy decoding, bf16, vLLM)."""
+    """The ``python -m evalplus.evaluate`` command line: greedy decoding, bf16 on vLLM with
+    ``tensor_parallel_size`` GPUs, or the ``hf`` backend in ``caps.dtype`` without vLLM."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown EvalPlus dataset {dataset!r}; expected one of {list(DATASETS)}")
+    from frpo.harness import capability
+
+    caps = caps or capability.detect()
     return [
         sys.executable,
         "-m",
@@ -40,10 +52,12 @@ def evalplus_command(
         "--dataset",
         dataset,
         "--backend",
-        "vllm",
+        "vllm" if caps.vllm else "hf",
         "--greedy",
         "--tp",
         str(tensor_parallel_size),
+        "--dtype",
+        caps.dtype,
         "--root",
         str(root),
     ]
@@ -90,18 +104,29 @@ def run_evalplus(
     *,
     runner: Runner | None = None,
     tensor_parallel_size: int = 1,
+    data_files: dict[str, str] | None = None,
+    caps: Capabilities | None = None,
 ) -> dict[str, float]:
     """Generate and test each dataset on ``model_dir``; metrics of all datasets merged.
 
-    Needs the ``paper`` extra (evalplus with vLLM).
+    Needs evalplus (the ``paper`` extra; ``harness`` for CPU). ``data_files`` maps a dataset to
+    a local copy of its released ``.jsonl`` (read through EvalPlus's override variable).
     """
     require_module("evalplus", "evalplus")
     metrics: dict[str, float] = {}
     for dataset in datasets:
         root = Path(output_dir) / "evalplus"
         root.mkdir(parents=True, exist_ok=True)
-        cmd = evalplus_command(model_dir, dataset, root, tensor_parallel_size=tensor_parallel_size)
-        run_tool(cmd, env={"VLLM_WORKER_MULTIPROC_METHOD": "spawn"}, runner=runner)
+        cmd = evalplus_command(
+            model_dir, dataset, root, tensor_parallel_size=tensor_parallel_size, caps=caps
+        )
+        env = {"VLLM_WORKER_MULTIPROC_METHOD": "spawn"}
+        local = (data_files or {}).get(dataset)
+        if local:
+            if not Path(local).is_file():
+                raise ValueError(f"EvalPlus {dataset} data file {local} does not exist")
+            env[OVERRIDE_ENV[dataset]] = str(local)
+        run_tool(cmd, env=env, runner=runner, log=root / f"{dataset}.log")
         found = newest(root / dataset / "*eval_results.json", "EvalPlus results")
         metrics.update(parse_results(found, dataset))
     return metrics

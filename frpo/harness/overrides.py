@@ -1,14 +1,19 @@
 """GRPOConfig settings that only the paper profile switches on (GPUs, vLLM, flash-attn 2 or SDPA).
 
 The stage runners build their GRPOConfig/FRPOConfig from the profile's parameters, then update it
-with :func:`paper_trainer_overrides` when the profile is ``paper``; the toy and smoke profiles
-run the same code without these keys (CPU, eager attention, transformers generation).
+with :func:`paper_trainer_overrides` when the source is ``hub``; the toy and smoke profiles
+run the same code without these keys (CPU, eager attention, transformers generation). vLLM and
+bf16 are switched on by what the machine can do (:mod:`frpo.harness.capability`), so the CPU
+rehearsal of the paper profile takes the same path with transformers generation in float32.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from frpo.harness import capability
+from frpo.harness.capability import Capabilities
 
 log = logging.getLogger(__name__)
 FLASH = "flash_attention_2"
@@ -40,7 +45,11 @@ def attention_implementation() -> str:
 
 
 def paper_trainer_overrides(
-    n_gpus: int, *, vllm_tensor_parallel_size: int = 1, vllm_gpu_memory_utilization: float = 0.3
+    n_gpus: int,
+    *,
+    vllm_tensor_parallel_size: int = 1,
+    vllm_gpu_memory_utilization: float = 0.3,
+    caps: Capabilities | None = None,
 ) -> dict[str, Any]:
     """GRPOConfig keyword arguments for a paper-scale run on ``n_gpus`` GPUs (one process each).
 
@@ -51,6 +60,9 @@ def paper_trainer_overrides(
       :func:`attention_implementation`), no KV cache during training, non-reentrant gradient
       checkpointing (required with LoRA + DeepSpeed ZeRO).
     - ``ds3_gather_for_generation`` so ZeRO-3 runs gather the weights for vLLM.
+
+    ``caps`` (default: :func:`frpo.harness.capability.detect`) switches vLLM and bf16: without
+    them (a CPU) generation is transformers' and the weights are float32.
     """
     if n_gpus < 1:
         raise ValueError(f"n_gpus must be >= 1, got {n_gpus}")
@@ -62,17 +74,18 @@ def paper_trainer_overrides(
         raise ValueError(
             f"vllm_gpu_memory_utilization must be in (0, 1), got {vllm_gpu_memory_utilization}"
         )
+    caps = caps or capability.detect()
     return {
-        "use_vllm": True,
+        "use_vllm": caps.vllm,
         "vllm_mode": "colocate",
         "vllm_tensor_parallel_size": vllm_tensor_parallel_size,
         "vllm_gpu_memory_utilization": vllm_gpu_memory_utilization,
-        "bf16": True,
+        "bf16": caps.bf16,
         "gradient_checkpointing": True,
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
         "ds3_gather_for_generation": True,
         "model_init_kwargs": {
-            "dtype": "bfloat16",
+            "dtype": caps.dtype,
             "attn_implementation": attention_implementation(),
             "use_cache": False,
         },

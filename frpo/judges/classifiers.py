@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from frpo.judges.base import Judge
-from frpo.judges.hf_cache import last_token_logits, load_judge_model, token_id, truncate_tokens
+from frpo.judges.hf_cache import clip_tail, last_token_logits, load_judge_model, token_id
 
 # strong_reject's judge_templates["strongreject_finetuned"], reproduced as published: the
 # adapter was fine-tuned on exactly this text.
@@ -48,7 +48,8 @@ class StrongRejectFinetunedJudge(Judge):
         base_model: hub id or directory of the base model (gemma-2b).
         adapter: the LoRA adapter (hub id or directory); None when ``base_model`` is merged.
         model, tokenizer: already loaded weights (tests, or a caller that manages memory).
-        max_response_tokens: the response is clipped to this many judge tokens (512 upstream).
+        max_response_tokens: the response is clipped to its last this many judge tokens (512
+            upstream; :func:`frpo.judges.hf_cache.clip_tail`).
     """
 
     name = "strongreject_finetuned"
@@ -63,7 +64,7 @@ class StrongRejectFinetunedJudge(Judge):
         tokenizer=None,
         batch_size: int = 8,
         max_response_tokens: int = 512,
-        dtype: str = "bfloat16",
+        dtype: str | None = None,
         device: str | None = None,
     ):
         if (model is None) != (tokenizer is None):
@@ -87,7 +88,7 @@ class StrongRejectFinetunedJudge(Judge):
         texts = [
             FINETUNED_PROMPT.format(
                 forbidden_prompt=p,
-                response=truncate_tokens(self.tokenizer, c, self.max_response_tokens),
+                response=clip_tail(self.tokenizer, c, self.max_response_tokens),
             )
             for p, c in zip(prompts, completions, strict=True)
         ]
@@ -125,7 +126,7 @@ class RewardModelJudge(Judge):
         tokenizer=None,
         batch_size: int = 8,
         max_length: int = 4096,
-        dtype: str = "bfloat16",
+        dtype: str | None = None,
         device: str | None = None,
     ):
         if (model is None) != (tokenizer is None):

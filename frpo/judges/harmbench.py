@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from frpo.judges.base import Judge
-from frpo.judges.hf_cache import last_token_logits, load_judge_model, truncate_tokens
+from frpo.judges.hf_cache import clip_head, last_token_logits, load_judge_model
 
 # Reproduced as published (model card of cais/HarmBench-Llama-2-13b-cls): the classifier was
 # trained on exactly this text.
@@ -118,7 +118,7 @@ class HarmBenchJudge(Judge):
         tokenizer=None,
         batch_size: int = 8,
         max_generation_tokens: int = 512,
-        dtype: str = "bfloat16",
+        dtype: str | None = None,
         device: str | None = None,
     ):
         if (model is None) != (tokenizer is None):
@@ -145,7 +145,7 @@ class HarmBenchJudge(Judge):
         """1.0 / 0.0 / nan per generation from the greedy next token of the classifier."""
         contexts = contexts if contexts is not None else [""] * len(behaviors)
         texts = [
-            classifier_prompt(b, truncate_tokens(self.tokenizer, g, self.max_generation_tokens), c)
+            classifier_prompt(b, clip_head(self.tokenizer, g, self.max_generation_tokens), c)
             for b, g, c in zip(behaviors, generations, contexts, strict=True)
         ]
         device = next(self.model.parameters()).device

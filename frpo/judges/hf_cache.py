@@ -38,7 +38,7 @@ def load_judge_model(
     task: str = "causal",
     adapter: str | os.PathLike | None = None,
     tokenizer_path: str | os.PathLike | None = None,
-    dtype: str = "bfloat16",
+    dtype: str | None = None,
     device: str | None = None,
     revision: str | None = None,
     padding_side: str = "left",
@@ -51,7 +51,8 @@ def load_judge_model(
             (AutoModelForSequenceClassification, a reward model).
         adapter: a PEFT adapter on top of ``path`` (StrongREJECT's fine-tuned judge).
         tokenizer_path: where the tokenizer lives; default the adapter, else ``path``.
-        dtype: ``"bfloat16"``, ``"float16"`` or ``"float32"``.
+        dtype: ``"bfloat16"``, ``"float16"`` or ``"float32"``; default bf16 on a GPU that has it,
+            else float32 (:mod:`frpo.harness.capability`).
         device: default :func:`default_device`.
         revision: hub revision of ``path`` (the RB2 reward model has several).
         padding_side: ``"left"`` for last-token logits of a causal LM.
@@ -64,6 +65,10 @@ def load_judge_model(
 
     if task not in ("causal", "sequence"):
         raise ValueError(f"task must be 'causal' or 'sequence', got {task!r}")
+    if dtype is None:
+        from frpo.harness.capability import detect
+
+        dtype = detect().dtype
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     device = device or default_device()
@@ -72,6 +77,7 @@ def load_judge_model(
         return _CACHE[key]
     auto = AutoModelForCausalLM if task == "causal" else AutoModelForSequenceClassification
     model = auto.from_pretrained(str(path), dtype=_DTYPES[dtype], revision=revision)
+    base_config = model.config  # the tokenizer's model: an adapter repository holds no config
     if adapter is not None:
         from peft import PeftModel
 
@@ -79,7 +85,9 @@ def load_judge_model(
     model = model.to(device).eval()
     tok_source = tokenizer_path or adapter or path
     tokenizer = AutoTokenizer.from_pretrained(
-        str(tok_source), revision=None if (tokenizer_path or adapter) else revision
+        str(tok_source),
+        revision=None if (tokenizer_path or adapter) else revision,
+        config=base_config,  # transformers 5 picks the tokenizer class from the model config
     )
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None and task == "sequence":
@@ -115,13 +123,33 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def truncate_tokens(tokenizer: Any, text: str, max_tokens: int) -> str:
-    """``text`` cut to its first ``max_tokens`` tokens (HarmBench and StrongREJECT clip the
-    judged response to 512 judge tokens)."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) <= max_tokens:
-        return text
-    return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+def clip_head(tokenizer: Any, text: str, max_tokens: int) -> str:
+    """``text`` cut to its first ``max_tokens`` tokens, as HarmBench clips a generation
+    (``evaluate_completions.py``): ``tokenizer.encode(text, max_length=max_tokens,
+    truncation=True)`` with right truncation (the tokenizer's own special tokens count), decoded
+    with ``skip_special_tokens=True``."""
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "right"
+    try:
+        ids = tokenizer.encode(text, max_length=max_tokens, truncation=True)
+    finally:
+        tokenizer.truncation_side = side
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def clip_tail(tokenizer: Any, text: str, max_tokens: int) -> str:
+    """``text`` cut to its last ``max_tokens`` tokens, as strong_reject clips a response for its
+    fine-tuned grader (``strong_reject/evaluate.py``, ``strongreject_finetuned``): the tokenizer,
+    loaded with ``truncation_side="left"``, is called with ``max_length=max_tokens,
+    truncation=True`` and the ids are decoded as they are (special tokens such as a BOS stay in
+    the text, as upstream)."""
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left"
+    try:
+        ids = tokenizer(text, max_length=max_tokens, truncation=True)["input_ids"]
+    finally:
+        tokenizer.truncation_side = side
+    return tokenizer.decode(ids)
 
 
 def token_id(tokenizer: Any, token: str) -> int | None:

@@ -1,5 +1,6 @@
 """Reward functions in TRL's signature ``f(prompts, completions, **columns) -> list[float]``."""
 
+from frpo.rewards.code import code_reward
 from frpo.rewards.helpfulness import HelpfulnessReward
 from frpo.rewards.math import math_reward
 from frpo.rewards.safety import (
@@ -12,6 +13,7 @@ from frpo.rewards.safety import (
 __all__ = [
     "HelpfulnessReward",
     "SafetyReward",
+    "code_reward",
     "local_scoring",
     "math_reward",
     "on_main_process",

@@ -172,7 +172,7 @@ def paper_safety_reward(
     strongreject_adapter: str | None = "qylu4156/strongreject-15k-v1",
     reward_model: str = "allenai/Llama-3.1-8B-Instruct-RM-RB2",
     reward_model_revision: str | None = "2",
-    dtype: str = "bfloat16",
+    dtype: str | None = None,
     device: str | None = None,
 ) -> SafetyReward:
     """The paper's safety reward with its judges: OpenAI ``omni-moderation-latest`` (key from

@@ -91,6 +91,7 @@ def save_trained(trainer, tokenizer, run_dir: Path, start_path: str, source=None
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
         model.eval()
+        enable_kv_cache(model)
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         return model
@@ -101,8 +102,32 @@ def save_trained(trainer, tokenizer, run_dir: Path, start_path: str, source=None
             from frpo.stages.sources import load_model
 
             merge_adapter(out, load_model(start_path, source=source))
+        enable_kv_cache(model_dir=out)
         tokenizer.save_pretrained(out)
     return None
+
+
+def enable_kv_cache(model=None, model_dir: Path | None = None) -> None:
+    """Turn the KV cache back on in a trained model's config and generation config (in memory,
+    or in the saved ``config.json`` / ``generation_config.json`` of ``model_dir``).
+
+    The paper overrides train with ``use_cache=False`` (:mod:`frpo.harness.overrides`), and a
+    saved model keeps it: every later generation from the saved model (evaluation, tracking,
+    the benchmarks' answers, lm-eval's and EvalPlus's hf backends) would then recompute the
+    whole sequence at every new token, quadratic in the answer's length.
+    """
+    if model is not None:
+        model.config.use_cache = True
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.use_cache = True
+    if model_dir is not None:
+        for name in ("config.json", "generation_config.json"):
+            path = Path(model_dir) / name
+            if path.is_file():
+                cfg = json.loads(path.read_text())
+                if cfg.get("use_cache") is False:
+                    cfg["use_cache"] = True
+                    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def merge_adapter(model_dir: Path, base) -> None:

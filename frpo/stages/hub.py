@@ -9,27 +9,31 @@ task      loader (:mod:`frpo.data`)              RL reward                    hu
 safety    ``load_safety_prompts`` (parquet)      :class:`SafetyReward`        one file
 alpaca    ``load_alpaca``                        :class:`HelpfulnessReward`   ``train`` only
 gsm8k     ``load_gsm8k`` (``rl``/``sft``)        :func:`math_reward`          ``train``/``test``
-math      ``load_math_train`` (levels 3-5)       :func:`math_reward`          ``train`` only
-code      ``load_opencodeinstruct`` (SFT only)   none (evalplus harness)      ``train`` (sample)
+math      ``load_math_train`` (levels 3-5)       :func:`math_reward`          ``train``/``test``
+code      ``load_opencodeinstruct`` (SFT data)   :func:`code_reward`          ``train`` (sample)
 helpful   ``load_ultrafeedback_prompts``         :class:`HelpfulnessReward`   ``*_prefs``
 attack    ``load_harmful_pairs`` (SFT only)      none (the attack's data)     ``train`` only
 ========  =====================================  ===========================  ==================
 
 Splits: ``heldout`` is the source's own held-out split where it has one (GSM8K ``test``,
 UltraFeedback ``test_prefs``); otherwise (a local file, or a hub set with one split) row ``i``
-of the loaded set is held out when ``i % 5 == 4``, as for :mod:`frpo.stages.files`.
+of the loaded set is held out when ``i % 5 == 4``, as for :mod:`frpo.stages.files`. With a
+``math500`` entry (HuggingFaceH4/MATH-500), ``math``'s held-out set is MATH-500 and every
+MATH-500 problem is dropped from its training problems (a copy of MATH in one split, such as
+qwedsacf/competition_math, holds them).
+
+The judges' models and endpoint are ``Source.data`` entries too (``judge.*``,
+:data:`~frpo.stages.hub_judges.JUDGE_SETTINGS`).
 
 The RL format has ``prompt`` (one user turn), ``task`` and the reward's columns (``category``,
-``answer``); ``alpaca``/``code``/``attack`` prompts are the user turn of their SFT ``messages``.
-Every reward function scores only its own task's rows (None for the others, which TRL leaves
-out), so tasks can be mixed in one RL dataset.
+``answer``, ``unit_tests``); ``alpaca``/``code``/``attack`` prompts are the user turn of their
+SFT ``messages``. Every reward function scores only its own task's rows (None for the others,
+which TRL leaves out), so tasks can be mixed in one RL dataset.
 
 Judges and reward models are built lazily, on the first score: constructing the backend, its
 ``tasks``, ``dataset``/``sft_dataset``, ``reward_funcs`` and ``judges`` need no model and no
-network. A model that cannot be loaded raises :class:`~frpo.judges.base.JudgeError` naming the
-model to download and the ``Source.data`` key (``judge.*``, :data:`JUDGE_SETTINGS`) that points
-to a local copy instead. ``judges()``: HarmBench classifier and StrongREJECT fine-tuned grader
-(harmfulness), the RB2 reward model (helpfulness).
+network. ``judges()`` are keyed by kind (refusal, harmfulness, helpfulness, correctness), as the
+toy world's: see :mod:`frpo.stages.hub_judges`.
 """
 
 from __future__ import annotations
@@ -38,17 +42,17 @@ import dataclasses
 import os
 from collections.abc import Callable
 
-from frpo.judges.base import Judge, JudgeError
+from frpo.stages.hub_judges import (
+    JUDGE_SETTINGS,
+    MODEL_SETTINGS,
+    evaluation_judges,
+    reward_of,
+)
 from frpo.stages.sources import ModelPathBackend
 
 JUDGE_PREFIX = "judge."
-JUDGE_SETTINGS = {  # Source.data key -> the paper's model (hub id) or endpoint
-    "judge.harmbench": "cais/HarmBench-Llama-2-13b-cls",
-    "judge.strongreject_base": "google/gemma-2b",
-    "judge.strongreject_adapter": "qylu4156/strongreject-15k-v1",
-    "judge.reward_model": "allenai/Llama-3.1-8B-Instruct-RM-RB2",
-    "judge.reward_model_revision": "2",
-    "judge.moderation_url": "https://api.openai.com/v1",
+PROMPT_SETS = {  # evaluation sets that shape a task (not tasks): name -> (loader, where from)
+    "math500": ("load_math500", "HuggingFaceH4/MATH-500"),
 }
 CODE_POOL = 31_250  # OpenCodeInstruct sample size: its train part (4/5) is the paper's 25,000
 SPLITS = ("train", "heldout")
@@ -62,7 +66,7 @@ class TaskData:
     sft: Callable | None
     hub_splits: tuple[str, str] | None = None  # (train, heldout) split names on the hub
     config: str | None = None  # hub config name (for the split lookup)
-    reward: str | None = None  # "safety", "helpfulness", "math" or None
+    reward: str | None = None  # "safety", "helpfulness", "math", "code" or None
     hint: str = ""  # where the data comes from (error messages)
 
 
@@ -119,8 +123,10 @@ TASKS = {
     "gsm8k": TaskData(
         _gsm8k("rl"), _gsm8k("sft"), ("train", "test"), "main", "math", "openai/gsm8k"
     ),
-    "math": TaskData(_math, None, reward="math", hint="qwedsacf/competition_math"),
-    "code": TaskData(None, _code, hint="nvidia/OpenCodeInstruct"),
+    "math": TaskData(
+        _math, None, ("train", "test"), reward="math", hint="DigitalLearningGmbH/MATH-lighteval"
+    ),
+    "code": TaskData(None, _code, reward="code", hint="nvidia/OpenCodeInstruct"),
     "helpful": TaskData(
         _helpful,
         None,
@@ -132,13 +138,17 @@ TASKS = {
         None, _attack, hint="LLM-LAT/harmful-dataset (prompt, rejected = the compliant answer)"
     ),
 }
+CORRECTNESS_TASKS = ("gsm8k", "math", "code")  # what the correctness judge reads
 
 
 def split_names(source: str, config: str | None) -> list[str]:
-    """The split names of a hub dataset (network; tests replace this function)."""
+    """The split names of a hub dataset (its downloaded copy when there is one, else the hub:
+    network; tests replace this function)."""
     from datasets import get_dataset_split_names
 
-    return list(get_dataset_split_names(source, config))
+    from frpo.data._io import hub_path
+
+    return list(get_dataset_split_names(hub_path(source), config))
 
 
 def is_file(source: str) -> bool:
@@ -148,92 +158,13 @@ def is_file(source: str) -> bool:
     return file_format(source) is not None or os.path.exists(source)
 
 
-def make_judge(name: str, settings: dict[str, str]) -> Judge:
-    """Load one judge (weights, or an endpoint) with the ``judge.*`` settings; no caching here
-    (:mod:`frpo.judges.hf_cache` keeps one copy of each model per process)."""
-    from frpo.judges import Endpoint, ModerationJudge
-    from frpo.judges.classifiers import RewardModelJudge, StrongRejectFinetunedJudge
-    from frpo.judges.harmbench import HarmBenchJudge
+def _local_path(value: str) -> str:
+    """``value`` resolved from the repository root when it names a local path, else as is."""
+    from frpo.paths import resolve
 
-    if name == "moderation":
-        return ModerationJudge(endpoint=Endpoint(base_url=settings["judge.moderation_url"]))
-    if name == "strongreject_finetuned":
-        adapter = settings["judge.strongreject_adapter"] or None
-        return StrongRejectFinetunedJudge(settings["judge.strongreject_base"], adapter)
-    if name == "reward_model":
-        path = settings["judge.reward_model"]
-        revision = None if os.path.isdir(path) else settings["judge.reward_model_revision"] or None
-        return RewardModelJudge(path, revision=revision)
-    if name == "harmbench_cls":
-        return HarmBenchJudge(settings["judge.harmbench"])
-    raise ValueError(f"unknown judge {name!r}")
-
-
-JUDGE_NEEDS = {  # judge -> the settings naming the models it loads
-    "moderation": ("judge.moderation_url",),
-    "strongreject_finetuned": ("judge.strongreject_base", "judge.strongreject_adapter"),
-    "reward_model": ("judge.reward_model",),
-    "harmbench_cls": ("judge.harmbench",),
-}
-JUDGE_KINDS = {
-    "moderation": "harmfulness",
-    "strongreject_finetuned": "harmfulness",
-    "reward_model": "helpfulness",
-    "harmbench_cls": "harmfulness",
-}
-
-
-def download_command(key: str, settings: dict[str, str]) -> str:
-    """How to get the model of setting ``key``: an ``hf download`` command (huggingface_hub)."""
-    if settings[key].startswith(("/", ".", "~")):
-        return f"copy the model into {settings[key]}"
-    cmd = f"hf download {settings[key]}"
-    if key == "judge.reward_model" and settings["judge.reward_model_revision"]:
-        cmd += f" --revision {settings['judge.reward_model_revision']}"
-    return cmd
-
-
-def load_or_explain(names: tuple[str, ...], settings: dict[str, str]) -> list[Judge]:
-    """``make_judge`` for each name; a model that cannot be loaded raises JudgeError saying
-    what to download and which ``Source.data`` key to set instead."""
-    out = []
-    for name in names:
-        try:
-            out.append(make_judge(name, settings))
-        except OSError as err:
-            keys = [k for k in JUDGE_NEEDS[name] if settings[k]]
-            gets = "; ".join(download_command(k, settings) for k in keys)
-            raise JudgeError(
-                f"judge {name!r} could not load its model ({str(err).rstrip('.')}). Download it "
-                f"with network access ({gets}; later runs read the Hugging Face cache offline), "
-                "or point the world's data at a local copy (profiles/paper.yaml world.data: "
-                + ", ".join(f"'{k}: /path/to/copy'" for k in keys)
-                + ")"
-            ) from err
-    return out
-
-
-class LazyJudge(Judge):
-    """A judge whose model is loaded on the first ``score`` call.
-
-    Prompts may be RL-format conversations (the runners pass them so): the last user turn is
-    what the real judges read.
-    """
-
-    def __init__(self, name: str, settings: dict[str, str]):
-        self.name, self.kind = name, JUDGE_KINDS[name]
-        self.settings = settings
-        self._judge: Judge | None = None
-
-    def score(self, prompts, completions) -> list[float]:
-        if self._judge is None:
-            (self._judge,) = load_or_explain((self.name,), self.settings)
-        from frpo.rewards.math import completion_text
-        from frpo.rewards.safety import prompt_text
-
-        return self._judge(
-            [prompt_text(p) for p in prompts], [completion_text(c) for c in completions]
-        )
+    if value.startswith((".", "/", "~")) or (value and resolve(value).exists()):
+        return str(resolve(value))
+    return value
 
 
 class TaskReward:
@@ -272,32 +203,41 @@ class HubBackend(ModelPathBackend):
     def __init__(self, model: str, data: dict[str, str]):
         settings = dict(JUDGE_SETTINGS)
         self.data: dict[str, str] = {}
+        self.prompt_sets: dict[str, str] = {}
         for key, value in data.items():
             if key.startswith(JUDGE_PREFIX):
-                if key not in JUDGE_SETTINGS:
-                    raise ValueError(
-                        f"unknown judge setting {key!r}; known: {list(JUDGE_SETTINGS)}"
-                    )
+                if key not in settings:
+                    raise ValueError(f"unknown setting {key!r}; known: {list(JUDGE_SETTINGS)}")
                 settings[key] = str(value)
+            elif key in PROMPT_SETS:
+                self.prompt_sets[key] = str(value)
             elif key not in TASKS:
-                raise ValueError(f"unknown task {key!r} for a hub source; known: {list(TASKS)}")
+                known = [*TASKS, *PROMPT_SETS]
+                raise ValueError(f"unknown task {key!r} for a hub source; known: {known}")
             else:
                 self.data[key] = str(value)
-        self.model = model
+        for key in MODEL_SETTINGS:
+            settings[key] = _local_path(settings[key])
+        self.model = _local_path(model)
         self.settings = settings
         self.tasks = tuple(self.data)
         self._tables: dict[tuple[str, str, str], object] = {}
         self._rewards: dict[str, list] = {}
-        self._judges: dict[str, Judge] | None = None
+        self._judges: dict | None = None
+        self._references: dict[str, tuple[str, str]] = {}
+        self._indexed: set[tuple[str, str]] = set()
 
     def _source(self, task: str) -> str:
-        """The task's hub id, URL, or local file resolved from the repository root."""
+        """The task's (or prompt set's) hub id, URL, or local file resolved from the root."""
         from frpo.data._io import file_format
         from frpo.paths import resolve
 
-        if task not in self.data:
+        if task in PROMPT_SETS and task in self.prompt_sets:
+            src, hint = self.prompt_sets[task], PROMPT_SETS[task][1]
+        elif task not in self.data:
             raise ValueError(f"unknown task {task!r}; this source knows {', '.join(self.tasks)}")
-        src = self.data[task]
+        else:
+            src, hint = self.data[task], TASKS[task].hint
         if src.startswith(("http://", "https://")):
             return src
         local = file_format(src) is not None or src.startswith((".", "/", "~"))
@@ -306,7 +246,7 @@ class HubBackend(ModelPathBackend):
         path = resolve(src)
         if not path.is_file():
             raise ValueError(
-                f"task {task!r}: data file {path} does not exist ({TASKS[task].hint}); put it "
+                f"task {task!r}: data file {path} does not exist ({hint}); put it "
                 f"there or change world.data.{task} in the profile"
             )
         return str(path)
@@ -320,6 +260,9 @@ class HubBackend(ModelPathBackend):
             spec, src = TASKS[task], self._source(task)
             load = spec.rl if fmt == "rl" else spec.sft
             hub, base = spec.hub_splits, "train"
+            if task == "math" and "math500" in self.prompt_sets:
+                self._tables[key] = self._math_against_math500(src, split)
+                return self._tables[key]
             names = split_names(src, spec.config) if hub and not is_file(src) else []
             if hub and hub[1] in names:
                 table = load(src, hub[0] if split == "train" else hub[1])
@@ -330,6 +273,32 @@ class HubBackend(ModelPathBackend):
                 keep = [i for i in range(len(whole)) if (i % 5 == 4) == (split == "heldout")]
                 table = whole.select(keep)
             self._tables[key] = table
+        return self._tables[key]
+
+    def _math_against_math500(self, src: str, split: str):
+        """MATH with MATH-500 as its held-out set: the training problems are the train split
+        (the whole file for a one-split copy) minus every MATH-500 problem."""
+        from frpo.data import load_math_train
+
+        held = self.prompt_set("math500")
+        if split == "heldout":
+            return held
+        return load_math_train(src, split="train", exclude=held["problem"])
+
+    def prompt_set(self, name: str):
+        """An evaluation set of :data:`PROMPT_SETS` (RL format, every row), cached."""
+        import frpo.data as loaders
+
+        if name not in PROMPT_SETS:
+            raise ValueError(f"unknown prompt set {name!r}; expected one of {list(PROMPT_SETS)}")
+        if name not in self.prompt_sets:
+            raise ValueError(
+                f"this source has no {name!r} prompt set ({PROMPT_SETS[name][1]}): add "
+                f"world.data.{name} to the profile"
+            )
+        key = (name, "all", "rl")
+        if key not in self._tables:
+            self._tables[key] = getattr(loaders, PROMPT_SETS[name][0])(self._source(name))
         return self._tables[key]
 
     @staticmethod
@@ -345,9 +314,7 @@ class HubBackend(ModelPathBackend):
         spec = TASKS[task] if task in TASKS else None
         if spec is not None and spec.rl is None:
             table = self._first(self._table(task, split, "sft"), task, split, n)
-            table = table.map(
-                lambda r: {"prompt": [r["messages"][0]]}, remove_columns=table.column_names
-            )
+            table = table.map(lambda r: {"prompt": [r["messages"][0]]}, remove_columns=["messages"])
         else:
             table = self._first(self._table(task, split, "rl"), task, split, n)
         return table.add_column("task", [task] * len(table))
@@ -365,30 +332,35 @@ class HubBackend(ModelPathBackend):
         self._source(task)
         kind = TASKS[task].reward
         if kind is None:
-            why = {
-                "code": "code is scored by the evalplus harness (frpo.harness.codeeval), not in "
-                "the stage runners",
-                "attack": "its rows are SFT data of the fine-tuning attack (notebook 11)",
-            }
-            raise ValueError(f"task {task!r} has no RL reward: {why.get(task, 'SFT data only')}")
+            raise ValueError(
+                f"task {task!r} has no RL reward: its rows are SFT data only"
+                + (" (the fine-tuning attack of notebook 11)" if task == "attack" else "")
+            )
         if task not in self._rewards:
-            reward = TaskReward(f"{task}_reward", task, lambda: self._build_reward(kind))
+            reward = TaskReward(f"{task}_reward", task, lambda: reward_of(kind, self.settings))
             self._rewards[task] = [reward]
         return self._rewards[task]
 
-    def _build_reward(self, kind: str):
-        from frpo.rewards import HelpfulnessReward, SafetyReward, math_reward
-
-        if kind == "math":
-            return math_reward
-        if kind == "helpfulness":
-            return HelpfulnessReward(*load_or_explain(("reward_model",), self.settings))
-        names = ("moderation", "strongreject_finetuned", "reward_model")
-        return SafetyReward(*load_or_explain(names, self.settings))
+    def reference(self, prompt: str) -> tuple[str, str]:
+        """``(task, reference)`` of a gsm8k/math/code prompt's user text: the answer, or the
+        code task's ``unit_tests``. Held-out sets are indexed first, training sets on a miss."""
+        for split in ("heldout", "train"):
+            if prompt in self._references:
+                break
+            for task in CORRECTNESS_TASKS:
+                if task in self.data and (task, split) not in self._indexed:
+                    self._indexed.add((task, split))
+                    column = "unit_tests" if task == "code" else "answer"
+                    table = self.dataset(task, split)
+                    for p, ref in zip(table["prompt"], table[column], strict=True):
+                        self._references.setdefault(p[-1]["content"], (task, str(ref)))
+        if prompt not in self._references:
+            have = [t for t in CORRECTNESS_TASKS if t in self.data]
+            raise ValueError(f"no {'/'.join(have) or 'gsm8k/math/code'} prompt {prompt[:60]!r}")
+        return self._references[prompt]
 
     def judges(self) -> dict:
-        """Evaluation judges by name (loaded on their first score)."""
+        """Evaluation judges by kind (loaded on their first score; :mod:`.hub_judges`)."""
         if self._judges is None:
-            names = ("harmbench_cls", "strongreject_finetuned", "reward_model")
-            self._judges = {n: LazyJudge(n, self.settings) for n in names}
+            self._judges = evaluation_judges(self.settings, self.reference)
         return self._judges

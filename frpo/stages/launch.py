@@ -25,9 +25,14 @@ from pathlib import Path
 
 from frpo.paths import repo_root, runs_dir
 from frpo.stages.rundir import write_json
-from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, from_dict, run_name, to_dict
+from frpo.stages.spec import BenchSpec, EvalSpec, RLSpec, SFTSpec, from_dict, run_name, to_dict
 
-MODULES = {RLSpec: "frpo.stages.rlhf", SFTSpec: "frpo.stages.sft", EvalSpec: "frpo.stages.evaluate"}
+MODULES = {
+    RLSpec: "frpo.stages.rlhf",
+    SFTSpec: "frpo.stages.sft",
+    EvalSpec: "frpo.stages.evaluate",
+    BenchSpec: "frpo.stages.benchmarks",
+}
 
 
 def module_of(spec) -> str:
@@ -60,19 +65,14 @@ def accelerate_configs(root: Path | None = None) -> dict[tuple[int, int], str]:
 
 
 def launched_gpus() -> int:
-    """GPUs (processes) of this launch: ``WORLD_SIZE`` under ``accelerate launch``/torchrun,
-    else ``torch.cuda.device_count()``; ValueError when there are none (a paper-scale run)."""
+    """Processes of this launch: ``WORLD_SIZE`` under ``accelerate launch``/torchrun, else
+    ``torch.cuda.device_count()``, else 1 (one CPU process: the paper path rehearsed on CPU,
+    :mod:`frpo.harness.capability` switches off what needs a GPU)."""
     import os
 
     import torch
 
-    n = int(os.environ.get("WORLD_SIZE") or 0) or torch.cuda.device_count()
-    if n < 1:
-        raise ValueError(
-            "a hub (paper-scale) run needs GPUs: WORLD_SIZE is unset and torch sees no CUDA device"
-            " (run it with `accelerate launch`, see frpo.stages.launch)"
-        )
-    return n
+    return int(os.environ.get("WORLD_SIZE") or 0) or torch.cuda.device_count() or 1
 
 
 def launched_processes() -> int:
@@ -145,7 +145,13 @@ def launch_command(
     spec, spec_file: str | Path, n_gpus: int = 8, profile: str = "paper", zero: int = 2
 ) -> str:
     """The shell command that runs ``spec`` (saved at ``spec_file``) on ``n_gpus`` GPUs with
-    DeepSpeed ZeRO stage ``zero`` (2, the paper's, by default; 3 where memory is short)."""
+    DeepSpeed ZeRO stage ``zero`` (2, the paper's, by default; 3 where memory is short).
+
+    A :class:`BenchSpec` runs in one plain process (``python -m frpo.stages.benchmarks``):
+    lm-eval and EvalPlus start their own vLLM engines on the GPUs."""
+    if isinstance(spec, BenchSpec):
+        parts = ["python", "-m", module_of(spec), "--spec", str(spec_file), "--profile", profile]
+        return shlex.join(parts)
     if n_gpus < 1:
         raise ValueError(f"n_gpus must be >= 1, got {n_gpus}")
     if hasattr(spec, "batch_size"):

@@ -101,13 +101,16 @@ class ModelPathBackend:
 
 def load_model(path: str, dtype=None, source: Source | None = None):
     """A causal LM from a local directory or hub id: float32 on CPU unless ``dtype`` is given;
-    for a ``hub`` ``source`` (paper scale) bf16 on this process's GPU (``cuda:LOCAL_RANK``)."""
+    for a ``hub`` ``source`` (paper scale) bf16 on this process's GPU (``cuda:LOCAL_RANK``), or
+    float32 where the machine has no bf16 GPU (:mod:`frpo.harness.capability`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if source is not None and source.kind == "hub":
+        from frpo.harness.capability import detect
         from frpo.judges.hf_cache import default_device
 
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16)
+        dtype = dtype or getattr(torch, detect().dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         return model.to(default_device())
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)

@@ -316,6 +316,51 @@ def _check_method(spec: RLSpec) -> None:
             raise SpecError("scale_rewards", problem)
 
 
+@dataclass(frozen=True)
+class BenchSpec:
+    """The paper's benchmarks on one model (:mod:`frpo.stages.benchmarks`; ``hub`` sources)."""
+
+    source: Source = field(default_factory=Source)
+    model: Any = None
+    """The run to evaluate (None = the source's base model)."""
+    lm_eval: tuple[str, ...] = ()
+    """lm-eval benchmarks (:data:`frpo.harness.lmeval.BENCHMARKS`: math500, mmlu, ifeval,
+    humaneval, gsm8k_maj8)."""
+    evalplus: tuple[str, ...] = ()
+    """EvalPlus datasets (mbpp, humaneval)."""
+    safety: tuple[str, ...] = ()
+    """Safety prompt sets judged here: harmbench (HarmBench classifier), strongreject
+    (StrongREJECT fine-tuned grader)."""
+    max_new_tokens: int = 512
+    """Greedy answer length on the safety prompt sets (HarmBench's default)."""
+    max_gen_toks: int = 2048
+    """lm-eval's generation length (the default of tasks that set none; on lm-eval's hf
+    backend, every task's cap)."""
+    limit: int = 0
+    """0: every item; > 0: the first ``limit`` items of each benchmark and prompt set (a smaller
+    run, e.g. the CPU rehearsal; lm-eval's ``--limit``)."""
+    data: tuple[tuple[str, str], ...] = ()
+    """``(name, path-or-URL)`` of the benchmark data that are files: ``harmbench`` (HarmBench's
+    behaviours CSV), ``strongreject`` (StrongREJECT's CSV), ``mbpp_plus`` /
+    ``humaneval_plus`` (EvalPlus's released ``.jsonl``, else EvalPlus downloads it)."""
+
+    stage = "bench"
+
+    def __post_init__(self) -> None:
+        for name in ("lm_eval", "evalplus", "safety"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        data = self.data.items() if isinstance(self.data, dict) else self.data
+        object.__setattr__(self, "data", tuple(sorted((str(k), str(v)) for k, v in data)))
+        if not (self.lm_eval or self.evalplus or self.safety):
+            raise ValueError("BenchSpec needs at least one of lm_eval, evalplus, safety")
+        _positive("max_new_tokens", self.max_new_tokens)
+        _positive("max_gen_toks", self.max_gen_toks)
+        if self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if self.model is not None and not isinstance(self.model, RLSpec | SFTSpec):
+            raise ValueError(f"BenchSpec.model must be an RLSpec or SFTSpec, got {self.model!r}")
+
+
 def _positive(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise SpecError(name, f"{name} must be > 0, got {value!r}")
@@ -341,7 +386,7 @@ def _common_checks(spec: RLSpec | SFTSpec) -> None:
         raise SpecError("parent", "a run and its parent must share the same source")
 
 
-STAGES = {cls.stage: cls for cls in (RLSpec, SFTSpec, EvalSpec)}
+STAGES = {cls.stage: cls for cls in (RLSpec, SFTSpec, EvalSpec, BenchSpec)}
 
 
 def to_dict(spec: Any) -> Any:
@@ -361,7 +406,7 @@ def to_dict(spec: Any) -> Any:
     return spec
 
 
-def from_dict(d: dict) -> RLSpec | SFTSpec | EvalSpec:
+def from_dict(d: dict) -> RLSpec | SFTSpec | EvalSpec | BenchSpec:
     """Inverse of :func:`to_dict` (unknown keys raise ValueError)."""
     d = dict(d)
     stage = d.pop("stage", None)
@@ -372,6 +417,8 @@ def from_dict(d: dict) -> RLSpec | SFTSpec | EvalSpec:
     unknown = set(d) - names
     if unknown:
         raise SpecError(min(unknown), f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+    if isinstance(d.get("data"), list):
+        d["data"] = tuple(tuple(p) for p in d["data"])
     if "source" in d:
         src = dict(d["source"])
         src["data"] = tuple(tuple(p) for p in src.get("data", ()))
@@ -394,7 +441,7 @@ def spec_hash(spec: Any) -> str:
     return hashlib.sha256(spec_json(spec).encode()).hexdigest()[:12]
 
 
-def run_name(spec: RLSpec | SFTSpec | EvalSpec) -> str:
+def run_name(spec: RLSpec | SFTSpec | EvalSpec | BenchSpec) -> str:
     """Readable prefix + hash, e.g. ``rl-frpo-lam0.5-beta0.04-s0-<hash>``."""
     if isinstance(spec, RLSpec):
         bits = ["rl", spec.method]
@@ -414,6 +461,8 @@ def run_name(spec: RLSpec | SFTSpec | EvalSpec) -> str:
         if spec.replay_share:
             bits.append(f"replay{spec.replay_share:g}")
         bits += [f"mix-{task}{share:g}" for task, share in spec.mix]
+    elif isinstance(spec, BenchSpec):
+        return "-".join(["bench", *spec.lm_eval, *spec.evalplus, *spec.safety, spec_hash(spec)])
     else:
         bits = ["eval", "-".join(spec.tasks)]
     bits += [f"s{spec.seed}", spec_hash(spec)]

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, from_dict
+from frpo.stages.spec import BenchSpec, EvalSpec, RLSpec, SFTSpec, from_dict
 
 
 def run_stage(spec, profile: str = "toy") -> Path:
@@ -32,6 +32,10 @@ def run_stage(spec, profile: str = "toy") -> Path:
         from frpo.stages.evaluate import run_eval
 
         return run_eval(spec, profile)
+    if isinstance(spec, BenchSpec):
+        from frpo.stages.benchmarks import run_bench
+
+        return run_bench(spec, profile)
     raise ValueError(f"not a run spec: {type(spec).__name__}")
 
 
