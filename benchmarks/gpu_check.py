@@ -48,7 +48,10 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout; tests/_tiny builds the model
+sys.path.insert(0, str(ROOT))  # run from a checkout
+# tests/_tiny builds the model; imported as a top-level module, as the tests import it (a package
+# named `tests` that evalplus's dependencies install in site-packages would shadow `tests._tiny`)
+sys.path.insert(0, str(ROOT / "tests"))
 
 CHECKS = ("attention", "grpo_frpo_steps", "vllm_colocate", "zero2", "sam_zero2")
 NEEDS = {"vllm_colocate": "vllm", "zero2": "deepspeed", "sam_zero2": "deepspeed"}
@@ -79,7 +82,7 @@ def no_cuda_message() -> str | None:
 
 def build_model(workdir: Path) -> str:
     """The tiny Qwen2 model (head dim 32) and its tokenizer, saved under ``workdir``."""
-    from tests import _tiny
+    import _tiny
 
     return _tiny.build_tiny(workdir / "tiny", hidden_size=128, num_layers=2, intermediate_size=256)
 
@@ -120,11 +123,11 @@ def trainer_config(kind: str, out: Path, device: str, **extra):
 
 
 def make_trainer(kind: str, path: str, out: Path, device: str, **extra):
+    import _tiny
     from trl import GRPOTrainer
 
     from frpo.stages.sam import SAMGRPOTrainer
     from frpo.trainer import FRPOTrainer
-    from tests import _tiny
 
     args = trainer_config("frpo" if kind == "frpo" else "grpo", out, device, **extra)
     cls = {"grpo": GRPOTrainer, "frpo": FRPOTrainer, "sam": SAMGRPOTrainer}[kind]
@@ -141,7 +144,7 @@ def make_trainer(kind: str, path: str, out: Path, device: str, **extra):
 
 def moved_share(trainer, path: str) -> float:
     """Share of weights (compared in the trained model's dtype) that differ from the start."""
-    from tests import _tiny
+    import _tiny
 
     start = _tiny.load_tiny(path)[0].state_dict()
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -177,9 +180,8 @@ def check_attention(path: str, workdir: Path, device: str, repeats: int) -> dict
 
 def check_grpo_frpo_steps(path: str, workdir: Path, device: str, repeats: int) -> dict:
     """Alternating GRPO / FRPO steps on one replayed generation batch; the median ratio."""
+    import _tiny
     import torch
-
-    from tests import _tiny
 
     torch.manual_seed(0)
     trainers = {k: make_trainer(k, path, workdir / k, device) for k in ("grpo", "frpo")}

@@ -38,9 +38,12 @@ for _name, _value in {
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout uninstalled; tests/_tiny builds the model
+sys.path.insert(0, str(ROOT))  # run from a checkout uninstalled
+# tests/_tiny builds the model; imported as a top-level module, as the tests import it (a package
+# named `tests` that evalplus's dependencies install in site-packages would shadow `tests._tiny`)
+sys.path.insert(0, str(ROOT / "tests"))
 
-from tests import _tiny  # noqa: E402
+import _tiny  # noqa: E402
 
 G, ROWS, MAX_LEN, BETA = 8, 64, 8, 0.04
 

@@ -327,7 +327,7 @@ def test_math_trains_without_math500_and_holds_it_out(files, tmp_path):
     )
     m500.to_json(tmp_path / "m500.jsonl", orient="records", lines=True)
     b = backend(files, math500=str(tmp_path / "m500.jsonl"))
-    assert b.tasks == ("safety", "alpaca", "gsm8k", "math", "code", "helpful")
+    assert b.tasks == ("safety", "alpaca", "gsm8k", "math", "code", "helpful", "attack")
     train = [p[0]["content"].split("\n")[0] for p in b.dataset("math", "train")["prompt"]]
     # levels 3-5 of the 12 problems: i = 1, 2, 3, 5, 6, 7, 9, 10, 11; "what is 3 + 1" is out
     assert train == [f"what is {i} + 1" for i in (1, 2, 5, 6, 7, 9, 10, 11)]

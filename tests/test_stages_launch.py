@@ -297,10 +297,10 @@ def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
     written = [from_dict(d) for d in json.loads((tmp_path / "stage1.json").read_text())]
     notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
     wanted = {
-        json.dumps(d, sort_keys=True)
+        json.dumps(to_dict(s), sort_keys=True)
         for nb in notebooks.values()
         if nb["params"].get("world", {}).get("data", {}).get("safety")
-        for d in stage1_block_specs(nb["params"])
+        for s in stage1_block_specs(nb["params"])
     }
     have = {json.dumps(to_dict(s), sort_keys=True) for s in written}
     assert wanted and wanted <= have

@@ -25,11 +25,19 @@ def _one_step(tmp_path, path, dtype=None):
     from datasets import Dataset
     from trl import SFTTrainer
 
+    from frpo.harness import capability
     from frpo.stages.sft import build_sft_config
     from frpo.stages.sources import load_model, load_tokenizer
 
     spec = SFTSpec(source=HUB, lr=LR, batch_size=4, max_steps=1, max_length=32)
-    cfg = build_sft_config(spec, tmp_path / f"trainer-{dtype}")
+    # the config a bf16 GPU node builds (the capability checks decide bf16; bf16 autocast runs on
+    # this CPU too), so the fp32-master-weight step is the one a GPU would take
+    real = capability.detect
+    capability.detect = lambda: capability.GPU_NODE
+    try:
+        cfg = build_sft_config(spec, tmp_path / f"trainer-{dtype}")
+    finally:
+        capability.detect = real
     if dtype is not None:
         cfg.model_init_kwargs["dtype"] = dtype
     before = {k: v.float() for k, v in load_model(path).state_dict().items()}

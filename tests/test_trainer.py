@@ -4,12 +4,12 @@ import dataclasses
 import inspect
 import math
 
+import _tiny
 import pytest
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from frpo.trainer import FRPOConfig, FRPOTrainer, loss_scale_factor
-from tests import _tiny
 
 # The GRPOTrainer methods FRPOTrainer overrides or calls, as (name, kind, default) per parameter
 # (TRL 1.16.0). If TRL changes one, the override may silently stop being called: fail loudly.

@@ -34,8 +34,8 @@ def _free_port() -> int:
 
 def _worker(model_path: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    sys.path.insert(0, str(ROOT))
-    from tests import _tiny
+    sys.path.insert(0, str(ROOT / "tests"))
+    import _tiny
 
     trainer = _tiny.exact_recording_trainer(model_path, out_dir, learning_rate=LR, **SETTINGS)
     trainer.train()
@@ -49,8 +49,9 @@ def _worker(model_path: str, out_dir: str) -> None:
 
 @pytest.mark.distributed
 def test_two_processes_groups_straddle(tmp_path):
+    import _tiny
+
     from frpo.trainer import FRPOConfig, loss_scale_factor
-    from tests import _tiny
 
     torch.set_num_threads(1)
     path = _tiny.build_tiny(tmp_path / "tiny", hidden_size=32, num_layers=2, intermediate_size=64)

@@ -8,11 +8,11 @@ pass, takes the groups from the prompt tokens (not from the trainer's bookkeepin
 test_trainer_distributed.py.
 """
 
+import _tiny
 import pytest
 import torch
 
 from frpo.trainer import loss_scale_factor
-from tests import _tiny
 
 LR = 0.5
 

@@ -5,10 +5,10 @@ Task: reward = fraction of completion tokens equal to the target word (chance ~1
 
 import statistics
 
+import _tiny
 import torch
 
 from frpo.trainer import FRPOConfig, FRPOTrainer
-from tests import _tiny
 
 STEPS = 40
 

@@ -40,11 +40,16 @@ from typing import Any
 
 from frpo.artefacts import file_sha256, listing_digest, read_checksums
 from frpo.paths import resolve
-from frpo.stages.spec import EvalSpec, run_name, spec_hash
+from frpo.stages.spec import BenchSpec, EvalSpec, run_name, spec_hash
 
 IDENTITY = "identity.json"
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
-RUNNERS = {"rl": "frpo.stages.rlhf", "sft": "frpo.stages.sft", "eval": "frpo.stages.evaluate"}
+RUNNERS = {
+    "rl": "frpo.stages.rlhf",
+    "sft": "frpo.stages.sft",
+    "eval": "frpo.stages.evaluate",
+    "bench": "frpo.stages.benchmarks",
+}
 METHOD_MODULES = {"frpo": ("frpo.trainer", "frpo.losses"), "grpo_sam": ("frpo.stages.sam",)}
 SOURCE_MODULES = {
     "toy": ("frpo.toyworld",),
@@ -228,9 +233,9 @@ def run_identity(spec, backend=None) -> dict[str, Any]:
     inputs: dict[str, Any] = {"base_model": base_model_input(spec.source, backend)}
     if spec.source.data:
         inputs["data"] = data_inputs(spec.source)
-    upstream = spec.model if isinstance(spec, EvalSpec) else spec.parent
+    upstream = spec.model if isinstance(spec, EvalSpec | BenchSpec) else spec.parent
     if upstream is not None:
-        key = "model" if isinstance(spec, EvalSpec) else "parent"
+        key = "model" if isinstance(spec, EvalSpec | BenchSpec) else "parent"
         inputs[key] = {"run": run_name(upstream), "identity": run_identity(upstream)["digest"]}
     out = {
         "spec": spec_hash(spec),
@@ -306,7 +311,7 @@ def planned_identity(spec) -> str:
         f"code {listing_digest(code_files(spec))[:12]}",
         f"base model {_planned_base(spec.source)}",
     ]
-    upstream = spec.model if isinstance(spec, EvalSpec) else spec.parent
+    upstream = spec.model if isinstance(spec, EvalSpec | BenchSpec) else spec.parent
     if upstream is not None:
         parts.append(f"parent {run_name(upstream)}")
     return ", ".join(parts)
