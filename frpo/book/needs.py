@@ -66,13 +66,30 @@ def world_needs(notebook: str, world: Any) -> list[Need]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache this process would read now: ``HF_HUB_CACHE``, else
+    ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``, read from the environment at the call
+    (a profile's setup hook, such as the rehearsal's, may point it elsewhere after
+    ``huggingface_hub`` was imported and fixed its own constants)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
+    )
+    return os.path.join(os.path.expanduser(home), "hub")
+
+
 def cached_repos() -> frozenset[tuple[str, str]]:
-    """(repo type, repo id) of everything in the Hugging Face cache."""
+    """(repo type, repo id) of everything in the Hugging Face cache (:func:`hub_cache_dir`)."""
+    return _scan(hub_cache_dir())
+
+
+@functools.lru_cache(maxsize=4)
+def _scan(cache_dir: str) -> frozenset[tuple[str, str]]:
     try:
         from huggingface_hub import scan_cache_dir
 
-        info = scan_cache_dir()
+        info = scan_cache_dir(cache_dir)
     except Exception:  # noqa: BLE001 - no cache directory, or no huggingface_hub: nothing cached
         return frozenset()
     return frozenset((r.repo_type, r.repo_id) for r in info.repos)
