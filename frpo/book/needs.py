@@ -3,11 +3,12 @@ loads (in the Hugging Face cache, or reachable on the hub) and the local files i
 
 Read from a notebook's ``world`` parameter (:func:`frpo.recipes.make_source`'s block): a ``toy``
 world needs nothing; a ``files`` world its local model directory and data files; a ``hub``
-world (the paper profile) a CUDA GPU, its base model, its datasets (hub ids or local files) and
-the judge models of :data:`frpo.stages.hub.JUDGE_SETTINGS` (or the local copies ``world.data``
-names instead). ``frpo book run --dry-run`` prints each notebook's needs with what this machine
-has; ``frpo book run`` checks them for the notebooks it will execute before starting any, and
-refuses in one message (:func:`unmet`) that points to the dry run.
+world (the paper profile) a CUDA GPU (unless the profile says ``gpu: false``: the rehearsal),
+its base model, its datasets (hub ids or local files) and the judge models of
+:data:`frpo.stages.hub_judges.MODEL_SETTINGS` (or the local copies ``world.data`` names
+instead). ``frpo book run --dry-run`` prints each notebook's needs with what this machine has;
+``frpo book run`` checks them for the notebooks it will execute before starting any, and refuses
+in one message (:func:`unmet`) that points to the dry run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 from frpo.paths import resolve
 
 LOCAL_SUFFIXES = (".parquet", ".json", ".jsonl", ".csv", ".arrow", ".txt")
-NOT_MODELS = ("judge.moderation_url", "judge.reward_model_revision")
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,13 @@ def _is_local(value: str) -> bool:
 
 
 def _judge_models(data: dict) -> dict[str, str]:
-    from frpo.stages import hub
+    """The judge models a hub world loads: ``{Source.data key: hub id or local path}``, the
+    paper's (:data:`frpo.stages.hub_judges.MODEL_SETTINGS`) unless ``data`` names another."""
+    from frpo.stages.hub_judges import JUDGE_SETTINGS, MODEL_SETTINGS
 
-    settings = dict(getattr(hub, "JUDGE_SETTINGS", {}))
+    settings = {k: JUDGE_SETTINGS[k] for k in MODEL_SETTINGS}
     settings.update({k: v for k, v in data.items() if k in settings})
-    return {k: v for k, v in settings.items() if k not in NOT_MODELS}
+    return settings
 
 
 def world_needs(notebook: str, world: Any) -> list[Need]:
