@@ -23,14 +23,20 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+REFERENCE_DIR = "reference"  # frpo.reference.REFERENCE_DIR (not imported: keys stays light)
+
+
 def package_hash(package_dir: Path | None = None) -> str:
-    """SHA-256 over the relative paths and contents of every ``*.py`` file of the package."""
+    """SHA-256 over the relative paths and contents of every ``*.py`` file of the package, and
+    of the data files the package reads beside it (``reference/*.json``: the reference build
+    notebook 10 compares with and the power analysis's pilot), so a new reference re-executes
+    the notebooks that read it."""
     root = Path(package_dir) if package_dir else Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        if "__pycache__" in f.parts:
-            continue
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    files = [f for f in sorted(root.rglob("*.py")) if "__pycache__" not in f.parts]
+    files += sorted((root.parent / REFERENCE_DIR).glob("*.json"))
+    for f in files:
+        h.update(f.relative_to(root.parent).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
