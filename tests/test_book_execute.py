@@ -250,17 +250,3 @@ def test_ctrl_c_records_the_interruption_and_keeps_what_finished(tmp_path, recor
     assert manifest["notebooks"]["01_alpha"]["status"] == "ok"
     assert "02_beta" not in manifest["notebooks"]
     assert manifest["invocations"][-1]["status"] == "interrupted while running 02_beta"
-
-
-def test_the_package_key_covers_the_reference_data(tmp_path):
-    from frpo.book.keys import package_hash
-
-    pkg = tmp_path / "frpo"
-    pkg.mkdir()
-    (pkg / "a.py").write_text("x = 1\n")
-    before = package_hash(pkg)
-    (tmp_path / "reference").mkdir()
-    (tmp_path / "reference" / "toy.json").write_text('{"parts": {}}')
-    with_ref = package_hash(pkg)
-    (tmp_path / "reference" / "toy.json").write_text('{"parts": {"C1": {}}}')
-    assert len({before, with_ref, package_hash(pkg)}) == 3  # a new reference re-executes 10

@@ -118,3 +118,17 @@ def test_scoreboard_page_shows_mde_reference_and_figure(tmp_path):
     assert "Verdict changed: C2.gsm8k" in md
     plain = pages.scoreboard_md(claims.scoreboard(tmp_path), [], "toy")
     assert "figure" not in plain and "No reference build is shipped" in plain
+
+
+def test_the_package_key_covers_the_reference_data(tmp_path):
+    from frpo.book.keys import package_hash
+
+    pkg = tmp_path / "frpo"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    before = package_hash(pkg)
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "toy.json").write_text('{"parts": {}}')
+    with_ref = package_hash(pkg)
+    (tmp_path / "reference" / "toy.json").write_text('{"parts": {"C1": {}}}')
+    assert len({before, with_ref, package_hash(pkg)}) == 3  # a new reference re-executes 10
