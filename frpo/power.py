@@ -1,23 +1,28 @@
 """The power analysis behind the toy profile's seeds (issue: verdicts that survive a new machine).
 
-The pilot is the 3-seed toy build that preceded this analysis: for every GRPO-vs-FRPO comparison it
-holds the per-seed paired differences (``reference/power_pilot.json``, written once from those
-runs). The seeds of each comparison are chosen from it, before the new seeds are run, by one rule:
+Two stages, one rule. The *pilot* is the 3-seed toy build that preceded this analysis: for every
+GRPO-vs-FRPO comparison it holds the per-seed paired differences (``reference/power_pilot.json``).
+The *interim* is the first build with the pilot's seeds (``reference/power_interim.json``: every
+part's standard deviation over its 5 to 13 seeds). Three seeds said little about the spread: the
+interim's matched-KL readings scattered more than the pilot's (and the interim's own design
+changed once before it, see ``profiles/provenance/toy.yaml``), so the seeds were planned again
+from it, by the same rule, as in an internal-pilot design (sample size re-estimated from the
+variance alone, never from an effect). The seeds of a comparison are the larger of the two plans.
+
+The rule, at each stage:
 
 1. Comparisons that measure the same kind of quantity form a *family* (:data:`FAMILIES`); a
    family's standard deviation of per-seed differences is pooled over its comparisons
-   (``sqrt(mean of variances)``, with ``sum(n_i - 1)`` degrees of freedom), since three seeds say
-   little about one comparison's spread alone.
+   (``sqrt(mean of variances)``, with ``sum(n_i - 1)`` degrees of freedom).
 2. The planning SD is the pooled SD times the 80% upper confidence factor
-   ``sqrt(df / chi2_{0.2}(df))``: the plan holds unless the pilot underestimated the spread by
+   ``sqrt(df / chi2_{0.2}(df))``: the plan holds unless the stage underestimated the spread by
    more than one chance in five.
 3. The seeds are the fewest paired seeds whose MDE (:func:`frpo.stats.detectable_effect`: 80%
    power, two-sided 5%) at that SD is at most the comparison's target (:data:`TARGETS`: 0.05 for
    C2, the headline; 0.1 for the others, on the [0, 1] reward scale), and at least
    :data:`MIN_SEEDS`.
 
-The realised MDE of every part is reported on the scoreboard after the run, from the spread the new
-seeds show; the plan is what was fixed in advance.
+The realised MDE of every part is reported on the scoreboard after the run.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from frpo.paths import repo_root
 from frpo.stats import seeds_for_mde
 
 PILOT = "reference/power_pilot.json"
+INTERIM = "reference/power_interim.json"
+STAGES = (PILOT, INTERIM)
+"""The stages the seeds are planned from, in order."""
 MIN_SEEDS = 5
 """No comparison rests on fewer paired seeds: its SD then has at least 4 degrees of freedom."""
 UPPER = 0.8
@@ -76,10 +84,11 @@ SEED_PARAMS = {
 DEFAULT_TARGET = 0.1
 
 
-def load_pilot(path: Path | None = None) -> dict:
-    """The pilot's comparisons: ``{part: {metric: {"per_seed": [...], "note": str}}}``, or
-    ``{"sd": float, "n": int, "note": str}`` where the pilot recorded only an interval."""
-    path = Path(path) if path else repo_root() / PILOT
+def load_pilot(path: Path | str | None = None) -> dict:
+    """A stage's comparisons: ``{part: {metric: {"per_seed": [...], "note": str}}}``, or
+    ``{"sd": float, "n": int, "note": str}`` where the stage recorded only an interval; ``path``
+    default :data:`PILOT`, relative paths from the repository root."""
+    path = repo_root() / (path or PILOT)
     data = json.loads(path.read_text())
     return data["comparisons"]
 
@@ -148,3 +157,17 @@ def seed_plan(pilot: dict) -> list[dict]:
 def seeds_needed(plan: list[dict]) -> dict[str, int]:
     """``{part: seeds}`` of a plan."""
     return {row["part"]: row["seeds"] for row in plan}
+
+
+def final_plan(stages=STAGES) -> list[dict]:
+    """One row per comparison: each stage's seeds (``seeds_<i>``) and the larger of them
+    (``seeds``), with the last stage's SDs and targets."""
+    plans = [seed_plan(load_pilot(stage)) for stage in stages]
+    rows = []
+    for parts in zip(*plans, strict=True):
+        row = dict(parts[-1])
+        for i, part in enumerate(parts):
+            row[f"seeds_{i}"] = part["seeds"]
+        row["seeds"] = max(part["seeds"] for part in parts)
+        rows.append(row)
+    return rows

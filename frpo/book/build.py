@@ -122,9 +122,9 @@ def assemble(
     repro.write_text(pages.fill(repro.read_text(), pages.REPRO_MARK, body, "reproducibility.md"))
     methods = src / "methods.md"
     if methods.is_file() and pages.POWER_MARK in methods.read_text():
-        from frpo.power import load_pilot, seed_plan
+        from frpo.power import final_plan
 
-        table = pages.power_md(seed_plan(load_pilot()))
+        table = pages.power_md(final_plan())
         methods.write_text(pages.fill(methods.read_text(), pages.POWER_MARK, table, "methods.md"))
     (src / "_toc.yml").write_text(pages.toc_yaml(chapters, list(PROSE_PAGES)))
     return src

@@ -337,25 +337,30 @@ def reproducibility_md(manifest: dict, chapters: list[str], profile: str) -> str
 
 
 def power_md(plan: list[dict[str, Any]]) -> str:
-    """The power analysis table of the methods page (rows of :func:`frpo.power.seed_plan`)."""
+    """The power analysis table of the methods page (rows of :func:`frpo.power.final_plan`): the
+    seeds each stage planned, the seeds run, and the last stage's spread."""
     header = [
         "Part",
         "Family (metric)",
-        "Pilot SD",
+        "Seeds: pilot plan",
+        "Seeds: interim plan",
+        "Seeds run",
+        "Interim SD",
         "Family SD (df)",
         "Planning SD",
         "Target MDE",
-        "Seeds",
     ]
     rows = [
         [
             r["part"],
             f"{r['family']} ({r['metric']})",
+            r.get("seeds_0"),
+            r.get("seeds_1"),
+            r["seeds"],
             r["pilot_sd"],
             f"{r['family_sd']:.3g} ({r['family_df']})",
             r["plan_sd"],
             r["target_mde"],
-            r["seeds"],
         ]
         for r in plan
     ]
