@@ -175,8 +175,9 @@ def test_primal_pulls_an_overshooting_solution_into_the_ball():
 def test_measure_model_on_the_smoke_base_model(world):
     import torch
 
+    from frpo.splits import HELDOUT
+    from frpo.stages.backend import load_model, load_tokenizer
     from frpo.stages.sampling import sample, score
-    from frpo.stages.sources import HELDOUT, load_model, load_tokenizer
     from frpo.stages.spec import Source
 
     torch.set_num_threads(1)

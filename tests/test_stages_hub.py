@@ -327,7 +327,7 @@ def test_math_trains_without_math500_and_holds_it_out(files, tmp_path):
     )
     m500.to_json(tmp_path / "m500.jsonl", orient="records", lines=True)
     b = backend(files, math500=str(tmp_path / "m500.jsonl"))
-    assert b.tasks == ("safety", "alpaca", "gsm8k", "math", "code", "helpful")
+    assert b.tasks == ("safety", "alpaca", "gsm8k", "math", "code", "helpful", "attack")
     train = [p[0]["content"].split("\n")[0] for p in b.dataset("math", "train")["prompt"]]
     # levels 3-5 of the 12 problems: i = 1, 2, 3, 5, 6, 7, 9, 10, 11; "what is 3 + 1" is out
     assert train == [f"what is {i} + 1" for i in (1, 2, 5, 6, 7, 9, 10, 11)]
@@ -344,8 +344,8 @@ def test_evaluation_serves_every_metric_the_notebooks_read(files, stand_ins, tmp
     from frpo.analysis import math_code as mc
     from frpo.rewards.code import unit_test_score
     from frpo.rewards.math import correct_score
+    from frpo.stages.backend import load_model
     from frpo.stages.evaluate import evaluate_model
-    from frpo.stages.sources import load_model
     from frpo.stages.spec import EvalSpec
 
     b = backend(files)

@@ -13,12 +13,8 @@ import yaml
 
 from frpo.harness.overrides import attention_implementation
 from frpo.stages.beta_search import MAX_STEP, next_beta
-from frpo.stages.launch import (
-    accelerate_config,
-    launch_command,
-    launched_gpus,
-    launched_processes,
-)
+from frpo.stages.launch import accelerate_config, launch_command
+from frpo.stages.processes import launched_gpus, launched_processes
 from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, Source, from_dict, run_name, to_dict
 
 torch.set_num_threads(1)
@@ -297,7 +293,7 @@ def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
     written = [from_dict(d) for d in json.loads((tmp_path / "stage1.json").read_text())]
     notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
     wanted = {
-        json.dumps(d, sort_keys=True)
+        json.dumps(to_dict(d), sort_keys=True)
         for nb in notebooks.values()
         if nb["params"].get("world", {}).get("data", {}).get("safety")
         for d in stage1_block_specs(nb["params"])
@@ -321,7 +317,7 @@ def test_models_load_in_bf16_for_a_hub_source_only(tmp_path, monkeypatch):
 
     from frpo.harness import capability
     from frpo.judges import hf_cache
-    from frpo.stages.sources import load_model
+    from frpo.stages.backend import load_model
 
     path = build_model(tmp_path / "m")
     monkeypatch.setattr(hf_cache, "default_device", lambda: "cpu")  # only the dtype is asked

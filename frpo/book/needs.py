@@ -4,8 +4,8 @@ loads (in the Hugging Face cache, or reachable on the hub) and the local files i
 Read from a notebook's ``world`` parameter (:func:`frpo.recipes.make_source`'s block): a ``toy``
 world needs nothing; a ``files`` world its local model directory and data files; a ``hub``
 world (the paper profile) a CUDA GPU, its base model, its datasets (hub ids or local files) and
-the judge models of :data:`frpo.stages.hub.JUDGE_SETTINGS` (or the local copies ``world.data``
-names instead). ``frpo book run --dry-run`` prints each notebook's needs with what this machine
+the judge models of :mod:`frpo.judges.catalogue` (or the local copies ``world.data`` names
+instead). ``frpo book run --dry-run`` prints each notebook's needs with what this machine
 has; ``frpo book run`` checks them for the notebooks it will execute before starting any, and
 refuses in one message (:func:`unmet`) that points to the dry run.
 """
@@ -20,7 +20,6 @@ from typing import Any
 from frpo.paths import resolve
 
 LOCAL_SUFFIXES = (".parquet", ".json", ".jsonl", ".csv", ".arrow", ".txt")
-NOT_MODELS = ("judge.moderation_url", "judge.reward_model_revision")
 
 
 @dataclass(frozen=True)
@@ -39,11 +38,10 @@ def _is_local(value: str) -> bool:
 
 
 def _judge_models(data: dict) -> dict[str, str]:
-    from frpo.stages import hub
+    """The settings naming judge weights: the paper's, or the copies ``data`` names."""
+    from frpo.judges.catalogue import SETTINGS
 
-    settings = dict(getattr(hub, "JUDGE_SETTINGS", {}))
-    settings.update({k: v for k, v in data.items() if k in settings})
-    return {k: v for k, v in settings.items() if k not in NOT_MODELS}
+    return {k: str(data.get(k, s.paper)) for k, s in SETTINGS.items() if s.weights}
 
 
 def world_needs(notebook: str, world: Any) -> list[Need]:
