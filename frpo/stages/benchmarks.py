@@ -157,10 +157,10 @@ def run_bench(spec: BenchSpec, profile: str = "paper") -> Path:
         safety_set(spec, name)  # a missing file fails before any model is run
     backend = open_source(spec.source)
     path = model_of(spec, profile, backend)
-    return run_once(spec, profile, lambda tmp: _evaluate(spec, backend, path, tmp))
+    return run_once(spec, profile, lambda tmp: _benchmark(spec, backend, path, tmp))
 
 
-def _evaluate(spec: BenchSpec, backend, path: str, tmp: Path) -> dict:
+def _benchmark(spec: BenchSpec, backend, path: str, tmp: Path) -> dict:
     metrics: dict[str, float] = {}
     if spec.lm_eval:
         out = tmp / "lm_eval"

@@ -33,7 +33,7 @@ from frpo.splits import HELDOUT
 from frpo.stages.backend import check_tasks, exact_metrics, load_model, load_tokenizer
 from frpo.stages.processes import cli_main
 from frpo.stages.rundir import model_of, run_once
-from frpo.stages.sampling import Samples, kl_to, sample, score
+from frpo.stages.sampling import Samples, kl_to, mean_rewards, sample
 from frpo.stages.sources import open_source
 from frpo.stages.spec import EvalSpec
 
@@ -107,7 +107,7 @@ def evaluate_model(backend, model, base, tokenizer, spec: EvalSpec, log=None) ->
         prefix = f"frpo/eval/{task}"
         rep = data.select([i for i in range(len(data)) for _ in range(spec.n_samples)])
         sampled = sample(model, tokenizer, rep["prompt"], spec.max_new_tokens, seed=spec.seed)
-        for name, value in score(backend.reward_funcs(task), rep, sampled).items():
+        for name, value in mean_rewards(backend.reward_funcs(task), rep, sampled).items():
             metrics[prefix + "/reward" + ("" if name == "total" else f"/{name}")] = value
         ids_p += sampled.prompt_ids
         ids_c += sampled.completion_ids

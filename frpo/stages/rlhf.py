@@ -54,7 +54,7 @@ from frpo.stages.rundir import (
     write_json,
 )
 from frpo.stages.sam import SAMGRPOTrainer
-from frpo.stages.sampling import Samples, kl_to, sample, score
+from frpo.stages.sampling import Samples, kl_to, mean_rewards, sample
 from frpo.stages.sources import open_source
 from frpo.stages.spec import RLSpec
 from frpo.stages.training import (
@@ -155,7 +155,7 @@ def held_out_metrics(backend, model, start, ref, tokenizer, tasks, n, max_new, p
     for task in tasks:
         data = backend.dataset(task, HELDOUT, n)
         samples = sample(model, tokenizer, data["prompt"], max_new, seed=EVAL_SEED)
-        for name, value in score(backend.reward_funcs(task), data, samples).items():
+        for name, value in mean_rewards(backend.reward_funcs(task), data, samples).items():
             out[f"{prefix}/reward/{task}" + ("" if name == "total" else f"/{name}")] = value
         ids_p += samples.prompt_ids
         ids_c += samples.completion_ids

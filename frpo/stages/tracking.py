@@ -22,7 +22,7 @@ from transformers import TrainerCallback
 
 from frpo.splits import HELDOUT
 from frpo.stages.backend import exact_metrics
-from frpo.stages.sampling import Samples, kl_to, sample, score
+from frpo.stages.sampling import Samples, kl_to, mean_rewards, sample
 from frpo.stages.spec import Track
 
 
@@ -53,7 +53,7 @@ class TrajectoryCallback(TrainerCallback):
                 self.track.max_new_tokens,
                 seed=self.track.seed,
             )
-            rewards = score(self.backend.reward_funcs(task), data, samples)
+            rewards = mean_rewards(self.backend.reward_funcs(task), data, samples)
             row[f"frpo/track/reward/{task}"] = rewards["total"]
             prompts_all += data["prompt"]
             ids_p += samples.prompt_ids
