@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from frpo.book.profiles import load_profile
 from frpo.harness.overrides import attention_implementation
 from frpo.stages.beta_search import MAX_STEP, next_beta
 from frpo.stages.launch import accelerate_config, launch_command
@@ -291,12 +292,12 @@ def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
     (tmp_path / "recipe.py").write_text(_readme_stage1_recipe())
     runpy.run_path(str(tmp_path / "recipe.py"))
     written = [from_dict(d) for d in json.loads((tmp_path / "stage1.json").read_text())]
-    notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
+    notebooks = load_profile("paper").notebooks  # params: with the shared values they take
     wanted = {
         json.dumps(to_dict(d), sort_keys=True)
         for nb in notebooks.values()
-        if nb["params"].get("world", {}).get("data", {}).get("safety")
-        for d in stage1_block_specs(nb["params"])
+        if nb.params.get("world", {}).get("data", {}).get("safety")
+        for d in stage1_block_specs(nb.params)
     }
     have = {json.dumps(to_dict(s), sort_keys=True) for s in written}
     assert wanted and wanted <= have
@@ -350,11 +351,11 @@ def test_readme_downloads_every_hub_data_set_as_a_data_set():
     loop = text.split("for d in ", 1)[1].split("; do", 1)[0]
     listed = set(loop.replace("\\", " ").split())
     assert 'hf download --repo-type dataset "$d"' in text
-    notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
+    notebooks = load_profile("paper").notebooks
     hub_ids = {
         v
         for nb in notebooks.values()
-        for k, v in (nb["params"].get("world") or {}).get("data", {}).items()
+        for k, v in (nb.params.get("world") or {}).get("data", {}).items()
         if not k.startswith("judge.") and "/" in v and not v.startswith("data/")
     }
     harness = {"cais/mmlu", "google/IFEval", "openai/openai_humaneval", "HuggingFaceH4/MATH-500"}
