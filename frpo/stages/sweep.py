@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from frpo.stages import benchmarks, evaluate, rlhf, sft
 from frpo.stages.spec import STAGES, from_dict, stage_of, upstream_of
