@@ -70,7 +70,9 @@ def cached_repos() -> frozenset[tuple[str, str]]:
     try:
         from huggingface_hub import scan_cache_dir
 
-        info = scan_cache_dir()
+        # the cache the environment names now: a profile's setup hook (the rehearsal's stand-ins)
+        # may move it after huggingface_hub read its settings at import
+        info = scan_cache_dir(os.environ.get("HF_HUB_CACHE") or None)
     except Exception:  # noqa: BLE001 - no cache directory, or no huggingface_hub: nothing cached
         return frozenset()
     return frozenset((r.repo_type, r.repo_id) for r in info.repos)
