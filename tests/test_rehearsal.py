@@ -95,7 +95,7 @@ def test_short_rehearsal_runs_notebook_03_through_the_paper_path(rehearsal_env, 
                          .read_text())  # fmt: skip
     assert set(metrics["final_reward"]) == {"grpo", "frpo-0.2"}
     assert all(0.0 <= v <= 1.0 for v in metrics["final_reward"].values())
-    rl = sorted((tmp_path / "runs" / "rehearsal" / "rl").glob("rl-*"))
+    rl = sorted(p for p in (tmp_path / "runs" / "rehearsal" / "rl").glob("rl-*") if p.is_dir())
     assert len(rl) == 2
     for run_dir in rl:
         assert (run_dir / "model" / "config.json").is_file()  # LoRA merged into a whole model

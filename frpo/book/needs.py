@@ -64,16 +64,24 @@ def world_needs(notebook: str, world: Any) -> list[Need]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
 def cached_repos() -> frozenset[tuple[str, str]]:
-    """(repo type, repo id) of everything in the Hugging Face cache."""
+    """(repo type, repo id) of everything in the Hugging Face cache the environment names now
+    (``HF_HUB_CACHE``): a profile's setup hook (the rehearsal's stand-ins) may move it after
+    huggingface_hub read its settings at import."""
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import constants
+    except ImportError:
+        return frozenset()
+    return _scan_cache(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
 
-        # the cache the environment names now: a profile's setup hook (the rehearsal's stand-ins)
-        # may move it after huggingface_hub read its settings at import
-        info = scan_cache_dir(os.environ.get("HF_HUB_CACHE") or None)
-    except Exception:  # noqa: BLE001 - no cache directory, or no huggingface_hub: nothing cached
+
+@functools.lru_cache(maxsize=4)
+def _scan_cache(cache_dir: str) -> frozenset[tuple[str, str]]:
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        info = scan_cache_dir(cache_dir)
+    except Exception:  # noqa: BLE001 - no cache directory: nothing cached
         return frozenset()
     return frozenset((r.repo_type, r.repo_id) for r in info.repos)
 
