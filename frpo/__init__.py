@@ -1,6 +1,6 @@
 """frpo: reproducibility package for FRPO (Fine-tuning Robust Policy Optimization, 2602.08813).
 
-Layers (each imports only from layers above it; see shared DESIGN):
+Layers (each imports only from the layers listed above it):
     losses      the FRPO objective (Eq. 4.1-4.3) in pure torch
     theory      numpy/scipy estimators: entropic risk, robust reward (dual), worst case (primal)
     trainer     FRPOConfig / FRPOTrainer on top of TRL's GRPO

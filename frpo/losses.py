@@ -157,7 +157,7 @@ def _group_log_z(
                    c_i    = G p_i - (G-1)/G sum_{j != i} p^{(-j)}_i.
 
     At s = 1, p_i = w_i/S and p^{(-j)}_i = w_i/(S - w_j) with w = exp(-A/lam), S = sum w: the
-    closed forms of paper-notes.
+    closed forms of the weights of Eqs. 4.1-4.3.
     """
     g = counts.to(logits.dtype)  # (n,)
     lse = torch.logsumexp(logits, dim=1)  # (n,)

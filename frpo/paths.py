@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 
 PROFILES = ("smoke", "toy", "paper", "rehearsal")
+LOGS = "logs"
+"""The folder of a notebook's run_dir that holds its sweeps' logs (copied into the book)."""
 """The committed profiles; any ``profiles/<name>.yaml`` is a profile too."""
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 

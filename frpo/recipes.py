@@ -3,8 +3,8 @@
 A run directory is named by the hash of its spec (:mod:`frpo.stages.spec`), so two notebooks that
 build a stage-1 run from the same profile parameters get the same directory: notebook 05 reuses the
 GRPO and FRPO models notebook 03 trained instead of training them again. Every notebook builds its
-specs through these functions for that reason; the profiles share the parameter blocks with YAML
-anchors (``stage1: &stage1 {...}`` once, ``stage1: *stage1`` after).
+specs through these functions for that reason; a profile writes the blocks several notebooks
+take once, in its ``shared`` section (:mod:`frpo.book.profiles`).
 
 Method keys name a stage-1 objective in one string, as the profiles and plots use them:
 ``grpo``, ``sam`` (GRPO+SAM, Sec. 5.3), ``frpo-0.5`` (FRPO at lam = 0.5 with baseline and

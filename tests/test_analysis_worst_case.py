@@ -175,8 +175,9 @@ def test_primal_pulls_an_overshooting_solution_into_the_ball():
 def test_measure_model_on_the_smoke_base_model(world):
     import torch
 
-    from frpo.stages.sampling import sample, score
-    from frpo.stages.sources import HELDOUT, load_model, load_tokenizer
+    from frpo.splits import HELDOUT
+    from frpo.stages.backend import load_model, load_tokenizer
+    from frpo.stages.sampling import mean_rewards, sample
     from frpo.stages.spec import Source
 
     torch.set_num_threads(1)
@@ -191,4 +192,6 @@ def test_measure_model_on_the_smoke_base_model(world):
     # the same answers and rewards as the runners' own estimator with the same seed
     rep = data.select([i for i in range(6) for _ in range(3)])
     samples = sample(load_model(str(path)), load_tokenizer(str(path)), rep["prompt"], 8, seed=5)
-    assert r.mean() == pytest.approx(score(world.reward_funcs("safety"), rep, samples)["total"])
+    assert r.mean() == pytest.approx(
+        mean_rewards(world.reward_funcs("safety"), rep, samples)["total"]
+    )

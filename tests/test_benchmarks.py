@@ -22,6 +22,7 @@ from frpo.judges.base import Judge
 from frpo.stages import benchmarks as bm
 from frpo.stages import hub_judges
 from frpo.stages.spec import BenchSpec, RLSpec, Source, from_dict, to_dict
+from frpo.stages.sweep import run_stage
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,11 @@ def fake_tools(cmd, env=None, cwd=None, check=False, **streams):
     return subprocess.CompletedProcess(cmd, 0)
 
 
+def builder(profile: str):
+    """What a notebook passes as ``run``: build each spec (and its upstream runs)."""
+    return lambda specs, label: {k: run_stage(s, profile) for k, s in specs.items()}
+
+
 def test_one_run_directory_with_every_benchmark_metric(model_dir, files, tmp_path, monkeypatch):
     monkeypatch.setenv("FRPO_RUNS", str(tmp_path / "runs"))
     monkeypatch.setattr(_proc, "RUNNER", fake_tools)
@@ -128,13 +134,14 @@ def test_one_run_directory_with_every_benchmark_metric(model_dir, files, tmp_pat
     # a notebook's table: one row per model (this run, complete, is reused: no tool is called)
     monkeypatch.setattr(_proc, "RUNNER", None)
     block = {k: v for k, v in to_dict(spec).items() if k not in ("stage", "source", "model")}
-    frame = bm.benchmark_frame({("base",): None}, block, "rehearsal", ("stage",), source=source)
+    build = builder("rehearsal")
+    frame = bm.benchmark_frame({("base",): None}, block, ("stage",), source=source, run=build)
     kept = {k: v for k, v in metrics.items() if k != "frpo/wall_seconds"}
     assert frame.to_dict("records") == [{"stage": "base", **kept}]
     assert bm.summary(frame, ("stage",)).loc["base", "frpo/math500/math_verify"] == 0.5
     with pytest.raises(ValueError, match="models of one source, got 2"):
         other = RLSpec(source=Source(kind="hub", model="other/model"))
-        bm.benchmark_frame({("a",): other}, block, "rehearsal", ("stage",), source=source)
+        bm.benchmark_frame({("a",): other}, block, ("stage",), source=source, run=build)
 
 
 def test_bad_specs_fail_before_any_model_runs(files, tmp_path, monkeypatch):

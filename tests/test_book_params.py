@@ -22,15 +22,22 @@ def profiles(tmp_path):
     return tmp_path / "profiles"
 
 
+TOY = (repo_root() / "profiles" / "toy.yaml").read_text()
+
+
 def _load(profiles, name, text):
+    """Load ``text`` as profile ``name`` of a profiles folder that also holds the toy profile,
+    which the notebooks' named defaults ("toy") name."""
     profiles.mkdir(exist_ok=True)
+    (profiles / "toy.yaml").write_text(TOY)
     (profiles / f"{name}.yaml").write_text(text)
     return load_profile(name, profiles_dir=profiles, notebooks_dir=repo_root() / "notebooks")
 
 
-def _edited(notebook, edit):
+def _edited(section, edit):
+    """The smoke profile with ``edit`` applied to its ``shared`` section or a notebook's params."""
     prof = copy.deepcopy(SMOKE)
-    edit(prof["notebooks"][notebook]["params"])
+    edit(prof["shared"] if section == "shared" else prof["notebooks"][section]["params"])
     return yaml.safe_dump(prof)
 
 
@@ -58,34 +65,43 @@ def test_yaml_errors_name_the_file_and_line(profiles, text, message):
 
 
 @pytest.mark.parametrize(
-    "notebook, edit, message",
+    "notebook, edit, message",  # notebook: a notebook's params, or the shared section
     [
-        ("03_rlhf_safety", lambda p: p["stage1"].update(max_steps=3.5),
-         "03_rlhf_safety.stage1.max_steps: RLSpec.max_steps must be a whole number, got 3.5"),
-        ("03_rlhf_safety", lambda p: p["stage1"].update(n_prompts="16"),
-         "03_rlhf_safety.stage1.n_prompts: RLSpec.n_prompts must be a whole number, got '16'"),
-        ("03_rlhf_safety", lambda p: p["stage1"].update(lr="2e-4"),
-         "03_rlhf_safety.stage1.lr: RLSpec.lr must be a finite number, got '2e-4' (str)"),
+        ("shared", lambda p: p["stage1"].update(max_steps=3.5),
+         "shared.stage1.max_steps: RLSpec.max_steps must be a whole number, got 3.5"),
+        ("shared", lambda p: p["stage1"].update(n_prompts="16"),
+         "shared.stage1.n_prompts: RLSpec.n_prompts must be a whole number, got '16'"),
+        ("shared", lambda p: p["stage1"].update(lr="2e-4"),
+         "shared.stage1.lr: RLSpec.lr must be a finite number, got '2e-4' (str)"),
+        ("shared", lambda p: p.update(seeds=["a"]),
+         "shared.seeds[0]: must be a whole number >= 0, got 'a'"),
         ("03_rlhf_safety", lambda p: p.update(seeds=["a"]),
          "03_rlhf_safety.seeds[0]: must be a whole number >= 0, got 'a'"),
-        ("03_rlhf_safety", lambda p: p["stage1"].update(num_generations=1),
-         "03_rlhf_safety.stage1.num_generations: num_generations must be >= 2"),
+        ("shared", lambda p: p["stage1"].update(num_generations=1),
+         "shared.stage1.num_generations: num_generations must be >= 2"),
         ("03_rlhf_safety", lambda p: p.update(lams=[0.5, 0]),
          "03_rlhf_safety.lams[1]: must be a finite number > 0, got 0"),
         ("03_rlhf_safety", lambda p: p.update(lams=[0.5, 0.3]),
          "03_rlhf_safety.lams[1]: no beta for method 'frpo-0.3' in betas"),
-        ("03_rlhf_safety", lambda p: p["betas"].update({"frpo-0.5": -1}),
-         "03_rlhf_safety.betas.frpo-0.5: beta must be finite and >= 0, got -1"),
-        ("03_rlhf_safety", lambda p: p["world"].update(size="huge"),
-         "03_rlhf_safety.world.size: Source.size 'huge' unknown"),
+        ("shared", lambda p: p["betas"].update({"frpo-0.5": -1}),
+         "shared.betas.frpo-0.5: beta must be finite and >= 0, got -1"),
+        ("shared", lambda p: p["world"].update(size="huge"),
+         "shared.world.size: Source.size 'huge' unknown"),
+        ("shared", lambda p: p.update(trak={}),
+         "shared.trak: no notebook takes it (a notebook takes a shared value by defaulting the "
+         "parameter to a profile's name (did you mean 'track'?))"),
+        ("05_downstream_sft", lambda p: p.update(betas={"grpo": 0.1}),
+         "05_downstream_sft.methods[1]: no beta for method 'frpo-0.2' in betas ['grpo']"),
         ("01_entropic_objective", lambda p: p.update(n_rho=0),
          "01_entropic_objective.n_rho: must be a whole number > 0, got 0"),
         ("05_downstream_sft", lambda p: p["high_lr"].update(dataset="gsm9k"),
          "05_downstream_sft.high_lr.dataset: 'gsm9k' has no entry in sft"),
-        ("05_downstream_sft", lambda p: p["sft"]["gsm8k"].update(max_length=0),
-         "05_downstream_sft.sft.gsm8k.max_length: max_length must be > 0, got 0"),
-        ("05_downstream_sft", lambda p: p["track"].update(every="6"),
-         "05_downstream_sft.track.every: Track.every must be a whole number, got '6'"),
+        ("shared", lambda p: p["sft"]["gsm8k"].update(max_length=0),
+         "shared.sft.gsm8k.max_length: max_length must be > 0, got 0"),
+        ("shared", lambda p: p["track"].update(every="6"),
+         "shared.track.every: Track.every must be a whole number, got '6'"),
+        ("02_jackknife", lambda p: p["sft"]["alpaca"].update(max_length=0),
+         "02_jackknife.sft.alpaca.max_length: max_length must be > 0, got 0"),
         ("09_baselines_budgets", lambda p: p["replay"].update(methods=["grpo", "frpo-0.7"]),
          "09_baselines_budgets.replay.methods[1]: no beta for method 'frpo-0.7'"),
         ("02_jackknife", lambda p: p.update(bias_group_sizes=[1, 4]),
@@ -101,9 +117,9 @@ def test_bad_values_are_refused_with_their_path_and_expected_type(profiles, note
 
 def test_the_dry_run_refuses_a_bad_value_before_describing_anything(profiles, tmp_path, capsys):
     _load(profiles, "copy", yaml.safe_dump(SMOKE))
-    bad = _edited("03_rlhf_safety", lambda p: p["stage1"].update(max_steps=3.5))
+    bad = _edited("shared", lambda p: p["stage1"].update(max_steps=3.5))
     (profiles / "bad.yaml").write_text(bad)
-    with pytest.raises(ValueError, match=r"03_rlhf_safety\.stage1\.max_steps"):
+    with pytest.raises(ValueError, match=r"shared\.stage1\.max_steps"):
         run_profile("bad", dry_run=True, profiles_dir=profiles, runs_root=tmp_path / "runs",
                     notebooks_dir=repo_root() / "notebooks")  # fmt: skip
     assert "would execute" not in capsys.readouterr().out
@@ -114,9 +130,10 @@ def test_a_new_profile_file_is_a_profile_and_a_bad_name_is_refused(tmp_path, mon
     (root / "profiles").mkdir(parents=True)
     (root / "profiles" / "mine.yaml").write_text(yaml.safe_dump(SMOKE))
     (root / "profiles" / "my profile.yaml").write_text(yaml.safe_dump(SMOKE))
+    (root / "profiles" / "toy.yaml").write_text(TOY)  # the notebooks' named defaults
     monkeypatch.setattr(paths, "repo_root", lambda: root)
     monkeypatch.delenv("FRPO_RUNS", raising=False)
-    assert available_profiles(root / "profiles") == ["mine"]
+    assert available_profiles(root / "profiles") == ["mine", "toy"]
     assert "mine" in paths.profile_names() and "my profile" not in paths.profile_names()
     assert paths.runs_dir("mine") == root / "runs" / "mine"  # the kernels find its runs
     nbs = repo_root() / "notebooks"

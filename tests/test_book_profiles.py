@@ -212,3 +212,127 @@ def test_stage1_block_prints_one_launch_per_method_and_seed(tmp_path, monkeypatc
     assert len(plan.stage1_block_specs({k: params[k] for k in ("world", "stage1", "betas")})) == 3
     with pytest.raises(ValueError, match="frpo-x"):
         plan.describe("03_x", {**params, "methods": ["frpo-x"]})
+
+
+# ----------------------------------------------------------------------------- shared values
+
+SHARING_BODY = """\
+import json
+from frpo.book.profiles import shared_values
+from frpo.paths import resolve
+block, seeds = shared_values(profiles_dir=profiles_dir, block=block, seeds=seeds)
+run_dir = resolve(run_dir)
+run_dir.mkdir(parents=True, exist_ok=True)
+json.dump({"block": block, "seeds": seeds, "own": own}, open(run_dir / "metrics.json", "w"))
+"""
+
+
+def _sharing_repo(tmp_path):
+    """Two notebooks that take ``block`` and ``seeds`` from the shared section of a profile
+    (named default: "base") and a profile folder with that profile."""
+    from test_book_fixtures import write_notebook
+
+    nbs, profs = tmp_path / "notebooks", tmp_path / "profiles"
+    for name, own in (("01_alpha", 1), ("02_beta", 2)):
+        params = (f'profile = "base"\nrun_dir = "runs/base/{name}"\nprofiles_dir = ""\n'
+                  f'block = "base"  # shared\nseeds = "base"  # shared\nown = {own}\n')  # fmt: skip
+        write_notebook(nbs / f"{name}.ipynb", name, params, SHARING_BODY)
+    profs.mkdir()
+    base = {"shared": {"block": {"lr": 0.1, "steps": 3}, "seeds": [0, 1]},
+            "notebooks": {"01_alpha": {}, "02_beta": {}}}  # fmt: skip
+    (profs / "base.yaml").write_text(yaml.safe_dump(base))
+    return {"notebooks_dir": nbs, "profiles_dir": profs}
+
+
+def test_a_named_default_takes_the_profiles_shared_value_unless_the_entry_sets_it(tmp_path):
+    dirs = _sharing_repo(tmp_path)
+    mine = {
+        "shared": {"block": {"lr": 0.5, "steps": 3}},  # no seeds: the default's, base's
+        "notebooks": {"01_alpha": {"params": {"seeds": [7]}}, "02_beta": {"params": {"own": 5}}},
+    }
+    (dirs["profiles_dir"] / "mine.yaml").write_text(yaml.safe_dump(mine))
+    prof = _load(dirs, "mine")
+    alpha, beta = prof.notebooks["01_alpha"], prof.notebooks["02_beta"]
+    assert alpha.params == {"block": {"lr": 0.5, "steps": 3}, "seeds": [7]}
+    assert alpha.shared == ("block",)  # its own seeds win
+    assert beta.params == {"block": {"lr": 0.5, "steps": 3}, "seeds": [0, 1], "own": 5}
+    assert beta.shared == ("block", "seeds")
+    assert "profile" not in beta.params  # "base" names a profile, which shares no `profile`
+
+
+def test_a_shared_value_no_notebook_takes_is_an_error_naming_it(tmp_path):
+    dirs = _sharing_repo(tmp_path)
+    typo = {"shared": {"blokc": {}, "own": 3}, "notebooks": {"01_alpha": {}, "02_beta": {}}}
+    (dirs["profiles_dir"] / "typo.yaml").write_text(yaml.safe_dump(typo))
+    with pytest.raises(ValueError) as err:
+        _load(dirs, "typo")
+    assert "shared.blokc: no notebook takes it" in str(err.value)
+    assert "did you mean 'block'?" in str(err.value)
+    assert "shared.own: no notebook takes it" in str(err.value)  # declared, but not named
+
+
+def test_a_notebook_run_alone_resolves_its_named_defaults(tmp_path):
+    """Plain papermill, no parameters: the notebook reads the named profile's shared values."""
+    import papermill
+
+    dirs = _sharing_repo(tmp_path)
+    out = tmp_path / "out.ipynb"
+    run_dir = tmp_path / "alone"
+    papermill.execute_notebook(
+        str(dirs["notebooks_dir"] / "01_alpha.ipynb"),
+        str(out),
+        parameters={"run_dir": str(run_dir), "profiles_dir": str(dirs["profiles_dir"])},
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    got = json.loads((run_dir / "metrics.json").read_text())
+    assert got == {"block": {"lr": 0.1, "steps": 3}, "seeds": [0, 1], "own": 1}
+
+
+def test_shared_values_pass_injected_values_through(tmp_path):
+    from frpo.book.profiles import shared_values
+
+    pdir = _sharing_repo(tmp_path)["profiles_dir"]
+    block, seeds = shared_values(pdir, block={"lr": 2}, seeds="base")
+    assert block == {"lr": 2} and seeds == [0, 1]
+    with pytest.raises(ValueError, match="profile 'base' has no shared.world"):
+        shared_values(pdir, world="base")
+
+
+def _parameters_cell(path) -> dict:
+    cells = json.loads(path.read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    namespace: dict = {}
+    exec("".join(cell["source"]), namespace)  # literals only: papermill's own requirement
+    return {k: v for k, v in namespace.items() if not k.startswith("__")}
+
+
+def test_no_notebook_repeats_a_shared_value_and_each_resolves_alone():
+    """A value of the profiles' shared sections lives in the profiles only: the notebooks name
+    the toy profile for it, and those names resolve (a notebook runs alone with them)."""
+    from frpo.book.profiles import named_default, shared_values
+
+    shared = {
+        name: yaml.safe_load((repo_root() / "profiles" / f"{name}.yaml").read_text())["shared"]
+        for name in ("smoke", "toy", "paper", "rehearsal")
+    }
+    takers = 0
+    for path in sorted((repo_root() / "notebooks").glob("*.ipynb")):
+        defaults = _parameters_cell(path)
+        for name, value in defaults.items():
+            assert all(value != params.get(name, ...) for params in shared.values()), (path, name)
+            if named_default(name, repr(value)):
+                (resolved,) = shared_values(**{name: value})
+                assert resolved == shared["toy"][name]
+                takers += 1
+    assert takers >= 40  # world, stage1, betas (8 notebooks), seeds, sft, track, ...
+
+
+def test_the_provenance_of_the_toy_profile_names_its_values():
+    """profiles/provenance/toy.yaml: a section of toy.yaml (`shared` or a notebook), then a
+    parameter set there (or the entry's `cost`)."""
+    toy = yaml.safe_load((repo_root() / "profiles" / "toy.yaml").read_text())
+    provenance = yaml.safe_load((repo_root() / "profiles" / "provenance" / "toy.yaml").read_text())
+    for section, keys in provenance.items():
+        values = toy["shared"] if section == "shared" else toy["notebooks"][section]["params"]
+        assert set(keys) - {"cost"} <= set(values), (section, set(keys) - set(values))

@@ -57,15 +57,13 @@ def test_every_paired_grpo_vs_frpo_comparison_is_planned():
 
 
 def test_the_toy_profile_runs_the_planned_seeds():
-    import yaml
+    from frpo.book.profiles import load_profile
 
-    from frpo.paths import repo_root
-
-    notebooks = yaml.safe_load((repo_root() / "profiles" / "toy.yaml").read_text())["notebooks"]
+    notebooks = load_profile("toy").notebooks  # params: its own over the shared values it takes
     needed = power.seeds_needed(power.final_plan())
     assert set(power.SEED_PARAMS) == set(needed)
     for part, (notebook, param) in power.SEED_PARAMS.items():
-        seeds = notebooks[notebook]["params"][param]
+        seeds = notebooks[notebook].params[param]
         assert len(set(seeds)) >= needed[part], (part, notebook, param, seeds)
 
 

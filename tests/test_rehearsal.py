@@ -120,7 +120,7 @@ def test_benchmark_stage_runs_lm_eval_and_the_safety_judges(rehearsal_env, tmp_p
     assert (out / "lm_eval" / "tasks" / "minerva_math500.yaml").is_file()
     block = rehearsal_env.notebooks["07_downstream_rl"].params["benchmarks"]
     with pytest.raises(ValueError, match="benchmark_frame needs models of one source"):
-        benchmark_frame({("base",): None}, block, "rehearsal", ("stage",))
+        benchmark_frame({("base",): None}, block, ("stage",), run=lambda specs, label: {})
     safety = BenchSpec(source=make_source(_world(rehearsal_env)), model=None, **block)
     done = json.loads((run_bench(safety, "rehearsal") / "metrics.json").read_text())
     assert done["frpo/harmbench/n_behaviors"] == 3.0  # 3 of the standard/contextual behaviours

@@ -130,7 +130,7 @@ def test_gsm8k_file_is_gsm8k_format(tmp_path):
 
 
 def test_tokenizer_round_trips_the_data(tmp_path):
-    from frpo.stages.sources import load_tokenizer
+    from frpo.stages.backend import load_tokenizer
 
     tok = load_tokenizer(build_model(tmp_path / "m"))
     ids = tok("add 3 and 4 #### 7", add_special_tokens=False)["input_ids"]

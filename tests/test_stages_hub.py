@@ -344,8 +344,8 @@ def test_evaluation_serves_every_metric_the_notebooks_read(files, stand_ins, tmp
     from frpo.analysis import math_code as mc
     from frpo.rewards.code import unit_test_score
     from frpo.rewards.math import correct_score
+    from frpo.stages.backend import load_model
     from frpo.stages.evaluate import evaluate_model
-    from frpo.stages.sources import load_model
     from frpo.stages.spec import EvalSpec
 
     b = backend(files)

@@ -15,7 +15,7 @@ from frpo.artefacts import DamagedArtefact
 from frpo.stages import identity
 from frpo.stages.identity import code_files, run_identity
 from frpo.stages.rundir import is_complete, load_metrics, run_once, run_path
-from frpo.stages.spec import RLSpec, SFTSpec, Source
+from frpo.stages.spec import BenchSpec, RLSpec, SFTSpec, Source
 from frpo.toyworld import ToyWorld, WorldConfig
 
 
@@ -55,7 +55,7 @@ def test_code_that_shapes_a_run_is_its_runner_method_and_source_not_the_package(
     assert "frpo/harness/overrides.py" in hub_files
     assert not any(f.startswith("frpo/harness/") for f in frpo_files | grpo_files)
     for files in (frpo_files, grpo_files):
-        assert {"frpo/stages/rlhf.py", "frpo/stages/common.py", "frpo/toyworld/world.py"} <= files
+        assert {"frpo/stages/rlhf.py", "frpo/stages/training.py", "frpo/toyworld/world.py"} <= files
         assert "frpo/stages/rundir.py" not in files  # stores runs, computes nothing in them
     assert {"frpo/trainer.py", "frpo/losses.py"} <= frpo_files
     assert not {"frpo/trainer.py", "frpo/losses.py", "frpo/stages/sam.py"} & grpo_files
@@ -64,7 +64,11 @@ def test_code_that_shapes_a_run_is_its_runner_method_and_source_not_the_package(
     assert "frpo/stages/sft.py" in sft_files and "frpo/stages/rlhf.py" not in sft_files
     assert "frpo/trainer.py" not in sft_files
     assert "frpo/stages/hub.py" in hub_files and not any("toyworld" in f for f in hub_files)
-    everything = frpo_files | grpo_files | sft_files | hub_files
+    # every stage of the registry has its code: the benchmarks' runner, not the trainers'
+    hub = Source(kind="hub", model="org/m")
+    bench_files = set(code_files(BenchSpec(source=hub, safety=("harmbench",))))
+    assert "frpo/stages/benchmarks.py" in bench_files and "frpo/stages/rlhf.py" not in bench_files
+    everything = frpo_files | grpo_files | sft_files | hub_files | bench_files
     readers = ("frpo/book/", "frpo/analysis/", "frpo/claims")
     assert not any(f.startswith(readers) for f in everything)
 

@@ -11,14 +11,11 @@ import pytest
 import torch
 import yaml
 
+from frpo.book.profiles import load_profile
 from frpo.harness.overrides import attention_implementation
 from frpo.stages.beta_search import MAX_STEP, next_beta
-from frpo.stages.launch import (
-    accelerate_config,
-    launch_command,
-    launched_gpus,
-    launched_processes,
-)
+from frpo.stages.launch import accelerate_config, launch_command
+from frpo.stages.processes import launched_gpus, launched_processes
 from frpo.stages.spec import EvalSpec, RLSpec, SFTSpec, Source, from_dict, run_name, to_dict
 
 torch.set_num_threads(1)
@@ -295,12 +292,12 @@ def test_launch_cli_plans_the_paper_stage1_runs(tmp_path, monkeypatch, capsys):
     (tmp_path / "recipe.py").write_text(_readme_stage1_recipe())
     runpy.run_path(str(tmp_path / "recipe.py"))
     written = [from_dict(d) for d in json.loads((tmp_path / "stage1.json").read_text())]
-    notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
+    notebooks = load_profile("paper").notebooks  # params: with the shared values they take
     wanted = {
-        json.dumps(to_dict(s), sort_keys=True)
+        json.dumps(to_dict(d), sort_keys=True)
         for nb in notebooks.values()
-        if nb["params"].get("world", {}).get("data", {}).get("safety")
-        for s in stage1_block_specs(nb["params"])
+        if nb.params.get("world", {}).get("data", {}).get("safety")
+        for d in stage1_block_specs(nb.params)
     }
     have = {json.dumps(to_dict(s), sort_keys=True) for s in written}
     assert wanted and wanted <= have
@@ -321,7 +318,7 @@ def test_models_load_in_bf16_for_a_hub_source_only(tmp_path, monkeypatch):
 
     from frpo.harness import capability
     from frpo.judges import hf_cache
-    from frpo.stages.sources import load_model
+    from frpo.stages.backend import load_model
 
     path = build_model(tmp_path / "m")
     monkeypatch.setattr(hf_cache, "default_device", lambda: "cpu")  # only the dtype is asked
@@ -354,11 +351,11 @@ def test_readme_downloads_every_hub_data_set_as_a_data_set():
     loop = text.split("for d in ", 1)[1].split("; do", 1)[0]
     listed = set(loop.replace("\\", " ").split())
     assert 'hf download --repo-type dataset "$d"' in text
-    notebooks = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["notebooks"]
+    notebooks = load_profile("paper").notebooks
     hub_ids = {
         v
         for nb in notebooks.values()
-        for k, v in (nb["params"].get("world") or {}).get("data", {}).items()
+        for k, v in (nb.params.get("world") or {}).get("data", {}).items()
         if not k.startswith("judge.") and "/" in v and not v.startswith("data/")
     }
     harness = {"cais/mmlu", "google/IFEval", "openai/openai_humaneval", "HuggingFaceH4/MATH-500"}

@@ -10,14 +10,22 @@ checks the weights moved by lr, and that bf16 weights (the old config) would not
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_stages_fixtures import build_model
 
+from frpo.harness import capability
 from frpo.stages.spec import SFTSpec, Source
 
 torch.set_num_threads(1)
 HUB = Source(kind="hub", model="mistralai/Mistral-7B-Instruct-v0.1", data=())
 LR = 1e-6
+
+
+@pytest.fixture(autouse=True)
+def gpu_node_config(monkeypatch):
+    """The configs a GPU node gets (bf16 autocast); the step itself runs on the CPU."""
+    monkeypatch.setattr(capability, "detect", lambda: capability.GPU_NODE)
 
 
 def _one_step(tmp_path, path, dtype=None):
@@ -26,8 +34,8 @@ def _one_step(tmp_path, path, dtype=None):
     from trl import SFTTrainer
 
     from frpo.harness import capability
+    from frpo.stages.backend import load_model, load_tokenizer
     from frpo.stages.sft import build_sft_config
-    from frpo.stages.sources import load_model, load_tokenizer
 
     spec = SFTSpec(source=HUB, lr=LR, batch_size=4, max_steps=1, max_length=32)
     # the config a bf16 GPU node builds (the capability checks decide bf16; bf16 autocast runs on

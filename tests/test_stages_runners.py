@@ -58,9 +58,7 @@ def read_csv(path):
         return list(csv.DictReader(fh))
 
 
-@pytest.mark.parametrize(
-    "kw", [dict(method="grpo"), dict(method="frpo", lam=0.5), dict(method="grpo_sam")]
-)
+@pytest.mark.parametrize("kw", [dict(method="grpo"), dict(method="frpo", lam=0.5)])
 def test_rl_runner_writes_a_complete_run(src, runs, kw):
     path = run_stage(rl_spec(src, **kw), "smoke")
     assert is_complete(path) and (path / "model" / "config.json").is_file()
@@ -74,14 +72,41 @@ def test_rl_runner_writes_a_complete_run(src, runs, kw):
         assert any(k.startswith("frpo/") for k in rows[0]), "FRPO metrics missing from curves"
 
 
+def test_grpo_sam_runs_train_with_their_ascent_radius(runs):
+    """The runner trains a ``grpo_sam`` spec with SAMGRPOTrainer at the spec's rho: from the
+    same seed its weights differ from GRPO's, and from another rho's (the ascent step itself is
+    checked by hand in test_stages_sampling). On the smoke toy world, whose safety rewards
+    differ within a group, so the ascent gradient is not zero."""
+    from frpo.stages.backend import load_model
+    from frpo.stages.rlhf import trainer_class
+    from frpo.stages.sam import SAMGRPOTrainer
+
+    built = trainer_class(RLSpec(method="grpo_sam", sam_rho=0.3))
+    assert built.func is SAMGRPOTrainer and built.keywords == {"sam_rho": 0.3}
+    toy = Source(kind="toy", seed=0, size="smoke")
+    base = dict(source=toy, n_prompts=8, max_steps=2, batch_size=16, num_generations=8,
+                max_completion_length=6, n_eval=4, lr=1e-3)  # fmt: skip
+    weights = {}
+    for method, rho in (("grpo", 0.05), ("grpo_sam", 0.05), ("grpo_sam", 0.5)):
+        path = run_stage(RLSpec(method=method, sam_rho=rho, **base), "smoke")
+        assert load_metrics(path)["frpo/steps"] == 2
+        weights[method, rho] = load_model(str(path / "model")).state_dict()
+
+    def moved(a, b) -> bool:
+        return any(not torch.equal(weights[a][k], weights[b][k]) for k in weights[a])
+
+    assert moved(("grpo", 0.05), ("grpo_sam", 0.05))
+    assert moved(("grpo_sam", 0.05), ("grpo_sam", 0.5))
+
+
 def test_a_failed_evaluation_keeps_the_trained_model_and_the_rerun_only_evaluates(
     src, runs, monkeypatch
 ):
     """Issue 10 row 3: an evaluation failure after training must not delete the trained model,
     and the next attempt evaluates it instead of training again."""
     from frpo.stages import rlhf
+    from frpo.stages.backend import load_model
     from frpo.stages.rundir import run_path
-    from frpo.stages.sources import load_model
 
     spec = rl_spec(src, method="frpo", lam=0.5)
     real_eval = rlhf.held_out_metrics
@@ -124,7 +149,7 @@ def test_same_spec_twice_gives_the_same_numbers(src, tmp_path, monkeypatch):
         path = run_stage(spec, "smoke")
         out.append((untimed(load_metrics(path)), path))
     assert out[0][0] == out[1][0]
-    from frpo.stages.sources import load_model
+    from frpo.stages.backend import load_model
 
     a, b = (load_model(str(p / "model")) for _, p in out)
     for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
@@ -158,6 +183,21 @@ def test_sft_lora_with_replay_tracks_reward_and_kl(src, runs):
     parent_m = load_metrics(run_stage(parent, "smoke"))  # reused, not rerun
     assert parent_m["frpo/steps"] == 2
     assert len(list((runs / "smoke" / "rl").iterdir())) == 1
+
+
+def test_a_runner_reads_a_built_upstream_run_only_and_run_stage_builds_it_first(src, runs):
+    from frpo.stages.rundir import run_path
+    from frpo.stages.sft import run_sft
+    from frpo.stages.spec import run_name
+
+    parent = rl_spec(src)
+    spec = SFTSpec(source=src, parent=parent, n_examples=4, batch_size=4, max_steps=1)
+    with pytest.raises(ValueError, match=f"model of {run_name(parent)}, which is not built"):
+        run_sft(spec, "smoke")
+    assert not run_path(spec, "smoke").parent.exists()
+    path = run_stage(spec, "smoke")  # the parent first, then the SFT run
+    assert is_complete(run_path(parent, "smoke")) and is_complete(path)
+    assert run_sft(spec, "smoke") == path  # built: reused, its parent read as it is
 
 
 def test_sft_full_from_base_and_tracking_starts_at_zero_kl_to_ref(src, runs):

@@ -10,6 +10,7 @@ import torch
 from accelerate.utils import DistributedType
 from test_stages_fixtures import build_model
 
+from frpo.stages.backend import load_model, load_tokenizer
 from frpo.stages.sampling import (
     Samples,
     completion_logps,
@@ -18,7 +19,6 @@ from frpo.stages.sampling import (
     sample,
     token_kls,
 )
-from frpo.stages.sources import load_model, load_tokenizer
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 from _tiny import build_tiny, load_tiny
 
-from frpo.stages import common
+from frpo.stages import training
+from frpo.stages.rundir import MODEL_DIR
 
 
 def _lora_trainer(tmp_path):
@@ -42,18 +43,18 @@ def _assert_same_weights(model, expected):
 
 def test_whole_model_path_merges_in_memory_and_saves(tmp_path):
     trainer, tokenizer, start, expected = _lora_trainer(tmp_path)
-    assert not common.weights_sharded(trainer)  # no DeepSpeed on a CPU process
-    model = common.save_trained(trainer, tokenizer, tmp_path / "run", start)
+    assert not training.weights_sharded(trainer)  # no DeepSpeed on a CPU process
+    model = training.save_trained(trainer, tokenizer, tmp_path / "run", start)
     _assert_same_weights(model, expected)
-    reloaded, _ = load_tiny(str(tmp_path / "run" / common.MODEL_DIR))
+    reloaded, _ = load_tiny(str(tmp_path / "run" / MODEL_DIR))
     _assert_same_weights(reloaded, expected)
 
 
 def test_zero3_path_saves_through_the_trainer_then_merges_the_adapter(tmp_path, monkeypatch):
     trainer, tokenizer, start, expected = _lora_trainer(tmp_path)
-    monkeypatch.setattr(common, "weights_sharded", lambda _trainer: True)
-    assert common.save_trained(trainer, tokenizer, tmp_path / "run", start) is None
-    out = tmp_path / "run" / common.MODEL_DIR
+    monkeypatch.setattr(training, "weights_sharded", lambda _trainer: True)
+    assert training.save_trained(trainer, tokenizer, tmp_path / "run", start) is None
+    out = tmp_path / "run" / MODEL_DIR
     assert not list(out.glob("adapter_*")), "the adapter files must go once merged"
     assert not (out / "training_args.bin").exists()
     reloaded, tok = load_tiny(str(out))
@@ -66,17 +67,17 @@ def test_whole_model_worker_processes_write_nothing(tmp_path, monkeypatch):
     row 12: under ZeRO-2 on 8 GPUs the 7 others each wrote the merged 14.5 GB model)."""
     trainer, tokenizer, start, _ = _lora_trainer(tmp_path)
     monkeypatch.setattr(type(trainer.args), "should_save", property(lambda self: False))
-    assert not common.weights_sharded(trainer)
-    assert common.save_trained(trainer, tokenizer, tmp_path / "run", start) is None
+    assert not training.weights_sharded(trainer)
+    assert training.save_trained(trainer, tokenizer, tmp_path / "run", start) is None
     assert not (tmp_path / "run").exists()
 
 
 def test_zero3_worker_processes_write_nothing(tmp_path, monkeypatch):
     trainer, tokenizer, start, _ = _lora_trainer(tmp_path)
-    monkeypatch.setattr(common, "weights_sharded", lambda _trainer: True)
+    monkeypatch.setattr(training, "weights_sharded", lambda _trainer: True)
     monkeypatch.setattr(type(trainer.args), "should_save", property(lambda self: False))
-    assert common.save_trained(trainer, tokenizer, tmp_path / "run", start) is None
-    assert not (tmp_path / "run" / common.MODEL_DIR).exists()
+    assert training.save_trained(trainer, tokenizer, tmp_path / "run", start) is None
+    assert not (tmp_path / "run" / MODEL_DIR).exists()
 
 
 @pytest.mark.parametrize("stage, expected", [(2, False), (3, True)])
@@ -93,7 +94,7 @@ def test_weights_sharded_reads_the_deepspeed_stage(stage, expected):
     class FakeTrainer:
         accelerator = Accelerator()
 
-    assert common.weights_sharded(FakeTrainer()) is expected
+    assert training.weights_sharded(FakeTrainer()) is expected
 
 
 @pytest.mark.parametrize("sharded", [False, True])
@@ -107,9 +108,9 @@ def test_a_saved_model_generates_with_its_kv_cache(tmp_path, monkeypatch, sharde
     base = trainer.model.get_base_model()
     base.config.use_cache = False
     base.generation_config.use_cache = False
-    monkeypatch.setattr(common, "weights_sharded", lambda _trainer: sharded)
-    model = common.save_trained(trainer, tokenizer, tmp_path / "run", start)
-    out = tmp_path / "run" / common.MODEL_DIR
+    monkeypatch.setattr(training, "weights_sharded", lambda _trainer: sharded)
+    model = training.save_trained(trainer, tokenizer, tmp_path / "run", start)
+    out = tmp_path / "run" / MODEL_DIR
     for name in ("config.json", "generation_config.json"):
         assert json.loads((out / name).read_text())["use_cache"] is True, name
     if model is not None:

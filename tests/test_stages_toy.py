@@ -78,12 +78,12 @@ def test_sft_tracking_on_the_toy_world_records_exact_masses(runs):
 
 
 def test_sft_mix_adds_the_attack_pairs_as_their_share_of_the_set():
-    from frpo.stages.sft import n_added, sft_dataset
+    from frpo.stages.sft import n_added, training_set
     from frpo.stages.sources import open_source
 
     world = open_source(SMOKE)
     spec = SFTSpec(source=SMOKE, dataset="alpaca", n_examples=96, mix=[("attack", 0.1)])
-    data = sft_dataset(world, spec, None, world.tokenizer)
+    data = training_set(world, spec, None, world.tokenizer)
     # 0.1 / (1 - 0.1) * 96 = 10.67 -> 11 attack pairs: 11 / 107 of the set
     assert n_added(spec, 0.1) == 11 and len(data) == 96 + 11
     attack = [m for m in data["messages"] if world.action_of(m[0]["content"]).category == "harmful"]

@@ -156,8 +156,9 @@ def base_reference(world: Mapping, stage1: Mapping) -> dict[str, float]:
     for a trained run. Keys ``frpo/base/reward/<task>`` (and per reward function).
     """
     from frpo.recipes import make_source
+    from frpo.stages.backend import load_model, load_tokenizer
     from frpo.stages.rlhf import held_out_metrics
-    from frpo.stages.sources import load_model, load_tokenizer, open_source
+    from frpo.stages.sources import open_source
 
     missing = [k for k in ("tasks", "n_eval", "max_completion_length") if k not in stage1]
     if missing:

@@ -180,7 +180,7 @@ def reward_matrix(eval_run: str | Path, backend, task: str = "safety") -> np.nda
     sampled answer with the backend's reward functions of ``task`` (summed, as TRL sums them);
     the prompts' columns come from the held-out split, in the order the eval run used.
     """
-    from frpo.stages.sources import HELDOUT
+    from frpo.splits import HELDOUT
 
     path = Path(eval_run) / "completions.jsonl"
     if not path.is_file():

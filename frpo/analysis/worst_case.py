@@ -171,7 +171,8 @@ def measure_model(backend, model_dir, source, n_prompts: int, n_samples: int, ma
     first ``n_prompts`` held-out safety prompts; ``category`` per prompt; ``exact``: the world's
     per-prompt class masses (``exact_safety(...)["per_prompt"]``) or None when it has none.
     """
-    from frpo.stages.sources import HELDOUT, load_model, load_tokenizer
+    from frpo.splits import HELDOUT
+    from frpo.stages.backend import load_model, load_tokenizer
 
     data = backend.dataset("safety", HELDOUT, n_prompts)
     model = load_model(str(model_dir), source=source).eval()

@@ -19,8 +19,7 @@ from frpo.book import pages
 from frpo.book.execute import profile_dir
 from frpo.book.manifest import read_manifest
 from frpo.book.profiles import load_profile
-from frpo.experiments.runs import LOGS
-from frpo.paths import repo_root
+from frpo.paths import LOGS, repo_root
 
 PROSE_PAGES = ("methods", "how-to-run")
 """Hand-written pages of ``book/`` listed under *About*, in this order."""

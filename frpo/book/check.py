@@ -186,21 +186,9 @@ def check_book(
     html_dir = Path(html_dir)
     if not (html_dir / front).is_file():
         return [f"no front page {front} in {html_dir}"]
-    problems = broken_references(html_dir)
-
     page = parse_page(html_dir / front)
-    text = " ".join(" ".join(page.text).split())
-    if "scoreboard" not in page.ids:
-        problems.append(f"{front}: no scoreboard section (id 'scoreboard')")
-    if claims is None:
-        if "Scoreboard not yet computed" not in text:
-            problems.append(f"{front}: claims missing but no 'not yet computed' notice")
-    else:
-        for claim in claims:
-            if str(claim["id"]) not in text:
-                problems.append(f"{front}: scoreboard lacks claim {claim['id']!r}")
-        if claims and not any(Path(s).name == FOREST_FIGURE for s in page.images):
-            problems.append(f"{front}: the scoreboard has no forest plot ({FOREST_FIGURE})")
+    problems = broken_references(html_dir)
+    problems += scoreboard_problems(page, front, claims)
     for name, notebook in chapters.items():
         html = html_dir / "notebooks" / f"{name}.html"
         if not html.is_file():
@@ -209,6 +197,25 @@ def check_book(
         problems += chapter_problems(name, html, notebook)
         if f"notebooks/{name}.html" not in " ".join(page.links):
             problems.append(f"{front}: no link to chapter {name}")
+    return problems
+
+
+def scoreboard_problems(page, front: str, claims: list[dict] | None) -> list[str]:
+    """The front page's scoreboard: its section, a row per claim id and the forest plot, or
+    the "not yet computed" notice when ``claims`` is None."""
+    text = " ".join(" ".join(page.text).split())
+    problems = []
+    if "scoreboard" not in page.ids:
+        problems.append(f"{front}: no scoreboard section (id 'scoreboard')")
+    if claims is None:
+        if "Scoreboard not yet computed" not in text:
+            problems.append(f"{front}: claims missing but no 'not yet computed' notice")
+        return problems
+    for claim in claims:
+        if str(claim["id"]) not in text:
+            problems.append(f"{front}: scoreboard lacks claim {claim['id']!r}")
+    if claims and not any(Path(s).name == FOREST_FIGURE for s in page.images):
+        problems.append(f"{front}: the scoreboard has no forest plot ({FOREST_FIGURE})")
     return problems
 
 

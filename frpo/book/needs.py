@@ -5,10 +5,10 @@ Read from a notebook's ``world`` parameter (:func:`frpo.recipes.make_source`'s b
 world needs nothing; a ``files`` world its local model directory and data files; a ``hub``
 world (the paper profile) a CUDA GPU (unless the profile says ``gpu: false``: the rehearsal),
 its base model, its datasets (hub ids or local files) and the judge models of
-:data:`frpo.stages.hub_judges.MODEL_SETTINGS` (or the local copies ``world.data`` names
-instead). ``frpo book run --dry-run`` prints each notebook's needs with what this machine has;
-``frpo book run`` checks them for the notebooks it will execute before starting any, and refuses
-in one message (:func:`unmet`) that points to the dry run.
+:mod:`frpo.judges.catalogue` (or the local copies ``world.data`` names instead).
+``frpo book run --dry-run`` prints each notebook's needs with what this machine has;
+``frpo book run`` checks them for the notebooks it will execute before starting any, and
+refuses in one message (:func:`unmet`) that points to the dry run.
 """
 
 from __future__ import annotations
@@ -39,13 +39,10 @@ def _is_local(value: str) -> bool:
 
 
 def _judge_models(data: dict) -> dict[str, str]:
-    """The judge models a hub world loads: ``{Source.data key: hub id or local path}``, the
-    paper's (:data:`frpo.stages.hub_judges.MODEL_SETTINGS`) unless ``data`` names another."""
-    from frpo.stages.hub_judges import JUDGE_SETTINGS, MODEL_SETTINGS
+    """The settings naming judge weights: the paper's, or the copies ``data`` names."""
+    from frpo.judges.catalogue import SETTINGS
 
-    settings = {k: JUDGE_SETTINGS[k] for k in MODEL_SETTINGS}
-    settings.update({k: v for k, v in data.items() if k in settings})
-    return settings
+    return {k: str(data.get(k, s.paper)) for k, s in SETTINGS.items() if s.weights}
 
 
 def world_needs(notebook: str, world: Any) -> list[Need]:

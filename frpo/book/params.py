@@ -6,8 +6,9 @@ parameter's path in the profile and what was expected, e.g.
 ``load_profile`` calls it for every notebook, so ``frpo book run --dry-run`` and every execution
 refuse a bad value before a kernel starts.
 
-A parameter name means the same in every notebook (the profiles share blocks through YAML
-anchors), so the rules are keyed by name:
+A parameter name means the same in every notebook (a value several notebooks take is written
+once, in the profile's ``shared`` section, and checked there with the path ``shared.<name>``),
+so the rules are keyed by name:
 
 - *spec blocks* (``world``, ``stage1``, ``rl``, ``track``, ``evaluation``, ...) are checked by
   building the run-spec dataclass they fill (:mod:`frpo.stages.spec`), so a rule lives in one
@@ -290,7 +291,8 @@ def cross_problems(notebook: str, params: dict) -> Problem:
 # ----------------------------------------------------------------------------- entry point
 
 
-def _default(source: str) -> Any:
+def literal(source: str) -> Any:
+    """A default's source text (``"toy"``, ``[0, 1]``) as its value; None if not a literal."""
     try:
         return ast.literal_eval(source)
     except (ValueError, SyntaxError):
@@ -306,13 +308,17 @@ def check_param(notebook: str, name: str, value: Any, default_src: str) -> Probl
         return _record(path, value, RECORDS[name])
     if name in VALUES:
         return VALUES[name](path, value)
-    return like_default(path, value, _default(default_src))
+    return like_default(path, value, literal(default_src))
 
 
-def check_params(notebook: str, params: dict, declared: dict[str, str]) -> Problem:
-    """Every problem of a notebook's parameters (profile values over the notebook's defaults:
-    the values it will run with), each naming its path ``<notebook>.<param>[.<field>]``."""
-    values = {name: _default(src) for name, src in declared.items()}
+def check_params(
+    notebook: str, params: dict, declared: dict[str, str], shared: dict | None = None
+) -> Problem:
+    """Every problem of a notebook's parameters ``params`` (its profile entry's), each naming
+    its path ``<notebook>.<param>[.<field>]``; the cross rules read the values it will run with
+    (its entry's over the ``shared`` values it takes, over its defaults)."""
+    values = {name: literal(src) for name, src in declared.items()}
+    values.update(shared or {})
     values.update(params)
     out = []
     for name, value in params.items():

@@ -4,6 +4,8 @@ A profile is ``profiles/<name>.yaml``::
 
     description: one line on what this profile is for
     setup: package.module:function   # optional: called with the Profile before notebooks run
+    shared:                           # optional: values several notebooks take
+      world: {kind: toy, size: toy, seed: 0}
     notebooks:
       01_entropic_objective:          # notebooks/01_entropic_objective.ipynb
         params: {seed: 0, n_grid: 64} # overrides of the notebook's `parameters` cell
@@ -12,11 +14,22 @@ A profile is ``profiles/<name>.yaml``::
 ``profile`` and ``run_dir`` are injected by the runner and may not be set here. Every parameter
 name is checked against the notebook's declared parameters (``papermill.inspect_notebook``): a typo
 is an error naming the culprit and the closest declared name, never a silently ignored value.
+
+Shared values. A notebook takes a value from the ``shared`` section by declaring the parameter
+with a profile's name as its default, a *named default* (``world = "toy"``): executed for
+profile P it gets P's ``shared`` value of that parameter (unless its entry sets it; a profile
+without one gets the default, the named profile's value), and run alone (plain papermill) it
+resolves the name itself with :func:`shared_values`, to the named profile's value. So a value
+that several notebooks must agree on (the stage-1 block whose runs they reuse, the SFT and
+tracking blocks) is written once, in the profile, and in no notebook; a notebook's own settings
+keep literal defaults.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +40,10 @@ from frpo.paths import PROFILE_NAME, repo_root
 
 INJECTED = ("profile", "run_dir")
 """Parameters the runner sets itself; every notebook declares them, no profile sets them."""
+SHARED = "shared"
+"""The profile's section of values several notebooks take (see the module docstring)."""
 
-_TOP_KEYS = ("description", "setup", "gpu", "notebooks")
+_TOP_KEYS = ("description", "setup", "gpu", "shared", "notebooks")
 _ENTRY_KEYS = ("params", "depends_on")
 
 
@@ -42,6 +57,9 @@ class NotebookSpec:
     depends_on: tuple[str, ...] = ()
     declared: dict[str, str] = field(default_factory=dict)
     """Declared parameter name -> default value as written in the `parameters` cell."""
+    shared: tuple[str, ...] = ()
+    """The parameters whose value (in ``params``) is a shared one: the profile's ``shared``
+    section's, or (a profile without it) the named default's."""
 
 
 @dataclass(frozen=True)
@@ -233,8 +251,10 @@ def _entry_problems(nb: str, entry: Any, entries: dict) -> tuple[dict, tuple, li
     return params, tuple(deps), problems
 
 
-def _param_problems(nb: str, params: dict, declared: dict[str, str]) -> list[str]:
-    """Names against the notebook's declared parameters, then values (:mod:`frpo.book.params`)."""
+def _param_problems(nb: str, params: dict, declared: dict[str, str], taken: dict) -> list[str]:
+    """Names against the notebook's declared parameters, then values (:mod:`frpo.book.params`;
+    the shared values it ``taken`` count in the cross rules, their own checks are
+    :func:`_shared_problems`')."""
     from frpo.book.params import check_params
 
     where = f"notebook {nb!r}"
@@ -250,20 +270,106 @@ def _param_problems(nb: str, params: dict, declared: dict[str, str]) -> list[str
             hint = _closest(key, [d for d in declared if d not in INJECTED])
             problems.append(f"{where}: unknown parameter {key!r}{hint}")
     known = {k: v for k, v in params.items() if k in declared and k not in INJECTED}
-    return problems + check_params(nb, known, declared)
+    return problems + check_params(nb, known, declared, shared=taken)
 
 
-def _notebook_spec(nb: str, entry: Any, entries: dict, ndir: Path):
-    """``(NotebookSpec, problems)`` of one entry of the profile."""
+def _notebook_spec(nb: str, entry: Any, entries: dict, ndir: Path, shared: dict, pdir: Path):
+    """``(NotebookSpec, problems)`` of one entry of the profile; its params are the shared
+    values it takes (:func:`taken_shared`) under its own, so the runner injects them (and its
+    cache key covers them)."""
     params, deps, problems = _entry_problems(nb, entry or {}, entries)
     nb_path = ndir / f"{nb}.ipynb"
     declared: dict[str, str] = {}
+    taken: dict[str, Any] = {}
     if not nb_path.is_file():
         problems.append(f"notebook {nb!r}: no notebook file {nb_path}")
     else:
         declared = declared_parameters(nb_path)
-        problems += _param_problems(nb, params, declared)
-    return NotebookSpec(nb, nb_path, dict(params), deps, declared), problems
+        taken = taken_shared(declared, params, shared, pdir)
+        # a named default is no type to match: the shared value's rules check the value
+        plain = {k: "None" if named_default(k, v, pdir) else v for k, v in declared.items()}
+        problems += _param_problems(nb, params, plain, taken)
+    merged = {**taken, **params}
+    return NotebookSpec(nb, nb_path, merged, deps, declared, tuple(taken)), problems
+
+
+def named_default(name: str, source: str, profiles_dir: Path | None = None) -> str | None:
+    """The profile that parameter ``name``'s default names (``world = "toy"``: a named
+    default), or None: the default must be a string naming a profile whose ``shared`` section
+    has ``name`` (``profile = "toy"`` is a plain string: no profile shares a ``profile``)."""
+    from frpo.book.params import literal
+
+    value = literal(source)
+    pdir = Path(profiles_dir) if profiles_dir else default_profiles_dir()
+    if not (isinstance(value, str) and PROFILE_NAME.fullmatch(value)):
+        return None
+    path = pdir / f"{value}.yaml"
+    return value if path.is_file() and name in _shared_section(path) else None
+
+
+def _shared_section(path: Path) -> dict:
+    """The ``shared`` section of the profile at ``path`` ({} when it has none)."""
+    stat = path.stat()
+    return _read_shared(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_shared(path: str, _size: int, _mtime: int) -> dict:
+    raw = read_yaml(Path(path))
+    section = raw.get(SHARED) if isinstance(raw, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def taken_shared(declared: dict[str, str], own: dict, shared: dict, pdir: Path) -> dict:
+    """The value of every parameter whose default is a named default and that the entry
+    ``own`` does not set: the profile's ``shared`` value, else (a profile without it) the
+    default's, the named profile's ``shared`` value, as a notebook run alone takes it."""
+    values = {}
+    for name, source in declared.items():
+        named = None if name in own else named_default(name, source, pdir)
+        if named is not None:
+            values[name] = (
+                shared[name] if name in shared else _shared_section(pdir / f"{named}.yaml")[name]
+            )
+    return values
+
+
+def _shared_problems(shared: dict, specs: dict[str, NotebookSpec]) -> list[str]:
+    """Each shared value checked once (its path: ``shared.<name>...``); a name no notebook takes
+    is a problem (a typo, or a notebook that declares it with a literal default)."""
+    from frpo.book.params import check_param
+
+    takers = {name for spec in specs.values() for name in spec.shared}
+    declared = {name for spec in specs.values() for name in spec.declared}
+    problems = []
+    for name, value in shared.items():
+        if name in takers:
+            problems += check_param(SHARED, name, value, "")
+            continue
+        why = "a notebook takes a shared value by defaulting the parameter to a profile's name"
+        if name in declared:
+            why += ", as no notebook here declares it (or its entry sets it)"
+        else:
+            why += _closest(str(name), declared - set(INJECTED))
+        problems.append(f"{SHARED}.{name}: no notebook takes it ({why})")
+    return problems
+
+
+def shared_values(profiles_dir: Path | None = None, **values: Any) -> tuple:
+    """The values of a notebook's shared parameters, in the order given: a named default (the
+    string ``"toy"``) becomes that profile's ``shared`` value; any other value, such as the one
+    ``frpo book run`` injected, is its own. A notebook's setup cell calls it, e.g.
+    ``world, stage1 = shared_values(world=world, stage1=stage1)``."""
+    pdir = Path(profiles_dir) if profiles_dir else default_profiles_dir()
+    out = []
+    for name, value in values.items():
+        if isinstance(value, str):
+            section = _shared_section(check_profile_name(value, pdir))
+            if name not in section:
+                raise ValueError(f"profile {value!r} has no {SHARED}.{name} ({pdir / value}.yaml)")
+            value = copy.deepcopy(section[name])
+        out.append(value)
+    return tuple(out)
 
 
 def _left_out(ndir: Path, entries: dict) -> list[str]:
@@ -299,11 +405,15 @@ def load_profile(
     if not isinstance(gpu, bool):
         problems.append(f"gpu must be true or false, got {gpu!r}")
     entries = raw.get("notebooks") or {}
+    shared = raw.get(SHARED) or {}
+    if not isinstance(shared, dict):
+        problems.append(f"'{SHARED}' must map parameter names to values")
+        shared = {}
     specs: dict[str, NotebookSpec] = {}
     for nb, entry in entries.items():
-        specs[nb], found = _notebook_spec(str(nb), entry, entries, ndir)
+        specs[nb], found = _notebook_spec(str(nb), entry, entries, ndir, shared, pdir)
         problems += found
-    problems += _left_out(ndir, entries)
+    problems += _shared_problems(shared, specs) + _left_out(ndir, entries)
     if problems:
         listing = "\n  - ".join(problems)
         raise ValueError(f"profile {name!r} ({path}) is invalid:\n  - {listing}")

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from frpo import numerics
+from frpo.paths import LOGS
 from frpo.stages.quiet import library_output
 from frpo.stages.rundir import is_complete, run_path
 from frpo.stages.sweep import run_stage
 
 K = TypeVar("K")
-LOGS = "logs"
-"""The folder of a notebook's run_dir that holds its sweeps' logs (copied into the book)."""
 
 
 def log_path(spec: Any, profile: str) -> Path:

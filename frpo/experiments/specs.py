@@ -20,8 +20,8 @@ from frpo.stages.spec import EvalSpec, RLSpec
 @dataclasses.dataclass(frozen=True)
 class Stage1Block:
     """A profile's stage-1 block, shared by the notebooks that train stage-1 models (the
-    profiles' ``&world``, ``&stage1`` and ``&betas`` anchors): the world, the RLSpec fields every
-    method shares, and the KL-matched beta of each method key."""
+    ``world``, ``stage1`` and ``betas`` of a profile's ``shared`` section): the world, the
+    RLSpec fields every method shares, and the KL-matched beta of each method key."""
 
     world: dict
     stage1: dict

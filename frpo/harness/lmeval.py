@@ -180,11 +180,29 @@ def lm_eval_command(
     from frpo.harness import capability
 
     caps = caps or capability.detect()
-    batch_size = batch_size or ("auto" if caps.cuda else "8")
     b = BENCHMARKS[benchmark]
-    gen_kwargs = [b.gen_kwargs] if b.gen_kwargs else []
+    backend, model_args, device, gen_kwargs = _model_flags(
+        model_dir, caps, tensor_parallel_size, gpu_memory_utilization, max_gen_toks
+    )
+    cmd = [sys.executable, "-m", "lm_eval", "--model", backend, "--model_args", model_args]
+    cmd += ["--tasks", b.task, "--batch_size", batch_size or ("auto" if caps.cuda else "8")]
+    cmd += ["--output_path", str(output_dir), "--log_samples"]
+    cmd += _task_flags(b, gen_kwargs)
+    if device is not None:
+        cmd += ["--device", device]
+    if limit is not None:
+        cmd += ["--limit", str(limit)]
+    if include_path is not None:
+        cmd += ["--include_path", str(include_path)]
+    return cmd
+
+
+def _model_flags(model_dir, caps: Capabilities, tensor_parallel_size: int,
+                 gpu_memory_utilization: float, max_gen_toks: int):  # fmt: skip
+    """``(backend, model_args, device, gen_kwargs)``: vLLM in bf16 on ``tensor_parallel_size``
+    GPUs (``max_gen_toks`` the default of tasks that set none; no ``--device``), else the ``hf``
+    backend in ``caps.dtype`` with ``max_gen_toks`` capping every task's generation."""
     if caps.vllm:
-        backend, device = "vllm", None
         model_args = ",".join(
             [
                 f"pretrained={model_dir}",
@@ -194,43 +212,27 @@ def lm_eval_command(
                 f"max_gen_toks={max_gen_toks}",
             ]
         )
-    else:
-        backend, device = "hf", "cuda" if caps.cuda else "cpu"
-        model_args = f"pretrained={model_dir},dtype={caps.dtype}"
-        gen_kwargs.append(f"max_gen_toks={max_gen_toks}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "lm_eval",
-        "--model",
-        backend,
-        "--model_args",
-        model_args,
-        "--tasks",
-        b.task,
-        "--batch_size",
-        batch_size,
-        "--output_path",
-        str(output_dir),
-        "--log_samples",
-    ]
+        return "vllm", model_args, None, []
+    model_args = f"pretrained={model_dir},dtype={caps.dtype}"
+    return "hf", model_args, "cuda" if caps.cuda else "cpu", [f"max_gen_toks={max_gen_toks}"]
+
+
+def _task_flags(b: Benchmark, gen_kwargs: list[str]) -> list[str]:
+    """The benchmark's own flags: few-shot count, chat template, system instruction, its
+    generation settings (before ``gen_kwargs``), unsafe code."""
+    flags = []
     if b.num_fewshot is not None:
-        cmd += ["--num_fewshot", str(b.num_fewshot)]
+        flags += ["--num_fewshot", str(b.num_fewshot)]
     if b.chat:
-        cmd += ["--apply_chat_template"]
+        flags += ["--apply_chat_template"]
     if b.system_instruction:
-        cmd += ["--system_instruction", b.system_instruction]
-    if gen_kwargs:
-        cmd += ["--gen_kwargs", *gen_kwargs]
+        flags += ["--system_instruction", b.system_instruction]
+    gen = ([b.gen_kwargs] if b.gen_kwargs else []) + gen_kwargs
+    if gen:
+        flags += ["--gen_kwargs", *gen]
     if b.unsafe_code:
-        cmd += ["--confirm_run_unsafe_code"]
-    if device is not None:
-        cmd += ["--device", device]
-    if limit is not None:
-        cmd += ["--limit", str(limit)]
-    if include_path is not None:
-        cmd += ["--include_path", str(include_path)]
-    return cmd
+        flags += ["--confirm_run_unsafe_code"]
+    return flags
 
 
 def parse_results(path: str | os.PathLike, benchmark: str) -> dict[str, float]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from frpo.judges.base import Judge
-from frpo.judges.hf_cache import clip_head, last_token_logits, load_judge_model
+from frpo.judges.hf_cache import check_weights, clip_head, last_token_logits, load_judge_model
 
 # Reproduced as published (model card of cais/HarmBench-Llama-2-13b-cls): the classifier was
 # trained on exactly this text.
@@ -104,7 +104,8 @@ class HarmBenchJudge(Judge):
 
     ``score(prompts, completions)`` takes the prompts as :func:`frpo.data.load_harmbench` builds
     them (context, separator, behaviour) and splits them back. Pass ``model``/``tokenizer`` to
-    use weights already loaded; otherwise ``model_path`` is loaded once per process.
+    use weights already loaded; otherwise ``model_path`` (the paper's:
+    :mod:`frpo.judges.catalogue`) is loaded once per process.
     """
 
     name = "harmbench_cls"
@@ -112,7 +113,7 @@ class HarmBenchJudge(Judge):
 
     def __init__(
         self,
-        model_path: str | os.PathLike = "cais/HarmBench-Llama-2-13b-cls",
+        model_path: str | os.PathLike | None = None,
         *,
         model=None,
         tokenizer=None,
@@ -121,8 +122,7 @@ class HarmBenchJudge(Judge):
         dtype: str | None = None,
         device: str | None = None,
     ):
-        if (model is None) != (tokenizer is None):
-            raise ValueError("pass both model and tokenizer, or neither")
+        check_weights(model_path, model, tokenizer)
         if model is None:
             model, tokenizer = load_judge_model(model_path, dtype=dtype, device=device)
         self.model, self.tokenizer = model, tokenizer

@@ -32,6 +32,17 @@ def default_device() -> str:
     return "cpu"
 
 
+def check_weights(path, model, tokenizer) -> None:
+    """ValueError unless a judge is given its weights' ``path`` or a loaded model and tokenizer."""
+    if (model is None) != (tokenizer is None):
+        raise ValueError("pass both model and tokenizer, or neither")
+    if model is None and path is None:
+        raise ValueError(
+            "pass the judge's weights (a hub id or directory; the paper's are listed in "
+            "frpo.judges.catalogue), or a loaded model and tokenizer"
+        )
+
+
 def load_judge_model(
     path: str | os.PathLike,
     *,

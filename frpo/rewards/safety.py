@@ -19,7 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from frpo.judges.api import ModerationJudge
 from frpo.judges.base import Judge
+from frpo.judges.catalogue import PAPER_SETTINGS
+from frpo.judges.classifiers import RewardModelJudge, StrongRejectFinetunedJudge
 from frpo.rewards.math import completion_text
 
 CATEGORIES = ("harmful", "harmless")
@@ -168,19 +171,17 @@ class SafetyReward:
 def paper_safety_reward(
     *,
     moderation_endpoint=None,
-    strongreject_base: str = "google/gemma-2b",
-    strongreject_adapter: str | None = "qylu4156/strongreject-15k-v1",
-    reward_model: str = "allenai/Llama-3.1-8B-Instruct-RM-RB2",
-    reward_model_revision: str | None = "2",
+    strongreject_base: str = PAPER_SETTINGS["judge.strongreject_base"],
+    strongreject_adapter: str | None = PAPER_SETTINGS["judge.strongreject_adapter"],
+    reward_model: str = PAPER_SETTINGS["judge.reward_model"],
+    reward_model_revision: str | None = PAPER_SETTINGS["judge.reward_model_revision"],
     dtype: str | None = None,
     device: str | None = None,
 ) -> SafetyReward:
     """The paper's safety reward with its judges: OpenAI ``omni-moderation-latest`` (key from
     ``OPENAI_API_KEY``, or ``moderation_endpoint``), the StrongREJECT fine-tuned grader and the
-    RB2 reward model (both loaded once per process, see :mod:`frpo.judges.hf_cache`)."""
-    from frpo.judges.api import ModerationJudge
-    from frpo.judges.classifiers import RewardModelJudge, StrongRejectFinetunedJudge
-
+    RB2 reward model (both loaded once per process, see :mod:`frpo.judges.hf_cache`); the
+    weights default to the paper's (:mod:`frpo.judges.catalogue`)."""
     return SafetyReward(
         ModerationJudge(endpoint=moderation_endpoint),
         StrongRejectFinetunedJudge(

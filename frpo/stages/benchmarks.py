@@ -23,7 +23,8 @@ from the hub, or from their downloaded copies (:func:`frpo.harness.lmeval.local_
 lm-eval and EvalPlus run on vLLM where the machine has it, otherwise on their hf backends
 (:mod:`frpo.harness.capability`), so the CPU rehearsal takes this path too.
 
-Notebooks call :func:`benchmark_frame` (one row per model) and :func:`summary` (mean over seeds).
+Notebooks call :func:`benchmark_frame` (one row per model, its runs built by the runner they pass)
+and :func:`summary` (mean over seeds).
 
 CLI: ``python -m frpo.stages.benchmarks --spec spec.json [--profile paper]``.
 """
@@ -33,21 +34,32 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from frpo.stages.common import MODEL_DIR
-from frpo.stages.rundir import run_once
+import pandas as pd
+
+import frpo.data as loaders
+from frpo.harness.codeeval import DATASETS, run_evalplus
+from frpo.harness.lmeval import BENCHMARKS, local_task_overrides, run_lm_eval
+from frpo.judges.harmbench import refusal_rate
+from frpo.paths import resolve
+from frpo.stages.backend import load_model, load_tokenizer
+from frpo.stages.hub_judges import load_or_explain
+from frpo.stages.processes import cli_main
+from frpo.stages.rundir import load_metrics, model_of, run_once
+from frpo.stages.sampling import sample
+from frpo.stages.sources import open_source
 from frpo.stages.spec import BenchSpec, Source
 
 SAFETY_SETS = {  # prompt set -> (frpo.data loader, the file it reads)
     "harmbench": (
-        "load_harmbench",
+        loaders.load_harmbench,
         "https://raw.githubusercontent.com/centerforaisafety/HarmBench/main/data/"
         "behavior_datasets/harmbench_behaviors_text_test.csv",
     ),
     "strongreject": (
-        "load_strongreject",
+        loaders.load_strongreject,
         "https://raw.githubusercontent.com/alexandrasouly/strongreject/main/"
         "strongreject_dataset/strongreject_dataset.csv",
     ),
@@ -62,8 +74,6 @@ RUN_KEYS = ("frpo/wall_seconds",)  # run bookkeeping, not a benchmark's number
 def data_file(spec: BenchSpec, name: str) -> str:
     """The benchmark file ``name`` of ``spec.data`` (a local path resolved from the root, or a
     URL); "" when the spec has none; ValueError for a local file that is not there."""
-    from frpo.paths import resolve
-
     value = dict(spec.data).get(name, "")
     if not value or value.startswith(("http://", "https://")):
         return value
@@ -74,17 +84,15 @@ def data_file(spec: BenchSpec, name: str) -> str:
     return str(path)
 
 
-def prompt_set(spec: BenchSpec, name: str):
+def safety_set(spec: BenchSpec, name: str):
     """Safety prompt set ``name`` (RL format, every row) from ``spec.data``."""
-    import frpo.data as loaders
-
     source = data_file(spec, name)
     if not source:
         raise ValueError(
             f"the benchmarks need the {name!r} prompt set: download {SAFETY_SETS[name][1]} and"
             f" name it in the benchmarks block's data ({name}: path/to/file.csv)"
         )
-    return getattr(loaders, SAFETY_SETS[name][0])(source)
+    return SAFETY_SETS[name][0](source)
 
 
 def bench_spec(source: Source, model, block: Mapping) -> BenchSpec:
@@ -93,30 +101,15 @@ def bench_spec(source: Source, model, block: Mapping) -> BenchSpec:
     return BenchSpec(source=source, model=model, **dict(block))
 
 
-def model_path(spec: BenchSpec, profile: str) -> str:
-    """The directory (or hub id) of the model ``spec`` evaluates; its run is run if needed."""
-    from frpo.stages.sources import open_source
-
-    if spec.model is None:
-        return str(open_source(spec.source).base_model_path())
-    from frpo.stages.sweep import run_stage
-
-    return str(run_stage(spec.model, profile) / MODEL_DIR)
-
-
 def _limited(table, limit: int):
     return table if not limit or limit >= len(table) else table.select(range(limit))
 
 
 def safety_metrics(backend, model, tokenizer, spec: BenchSpec, log: list) -> dict[str, float]:
     """The safety prompt sets' metrics (module docstring); answers appended to ``log``."""
-    from frpo.judges.harmbench import refusal_rate
-    from frpo.stages.hub_judges import load_or_explain
-    from frpo.stages.sampling import sample
-
     out: dict[str, float] = {}
     for name in spec.safety:
-        data = _limited(prompt_set(spec, name), spec.limit)
+        data = _limited(safety_set(spec, name), spec.limit)
         answers = sample(model, tokenizer, data["prompt"], spec.max_new_tokens, greedy=True).texts
         if name == "harmbench":
             (judge,) = load_or_explain(("harmbench_cls",), backend.settings)
@@ -140,11 +133,9 @@ def safety_metrics(backend, model, tokenizer, spec: BenchSpec, log: list) -> dic
 
 
 def run_bench(spec: BenchSpec, profile: str = "paper") -> Path:
-    """Run ``spec`` unless its run is complete; the run directory either way."""
-    from frpo.harness.codeeval import DATASETS
-    from frpo.harness.lmeval import BENCHMARKS
-    from frpo.stages.sources import open_source
-
+    """Run ``spec`` unless its run is complete; the run directory either way. The run it
+    evaluates must be built (:func:`frpo.stages.rundir.model_of`; :func:`frpo.stages.sweep.
+    run_stage` builds it first)."""
     if not isinstance(spec, BenchSpec):
         raise ValueError(f"run_bench needs a BenchSpec, got {type(spec).__name__}")
     if spec.source.kind != "hub":
@@ -163,17 +154,13 @@ def run_bench(spec: BenchSpec, profile: str = "paper") -> Path:
     if unknown:
         raise ValueError(f"unknown benchmark data {unknown}; expected some of {list(DATA_KEYS)}")
     for name in spec.safety:
-        prompt_set(spec, name)  # a missing file fails before any model is run
+        safety_set(spec, name)  # a missing file fails before any model is run
     backend = open_source(spec.source)
-    path = model_path(spec, profile)
-    return run_once(spec, profile, lambda tmp: _evaluate(spec, backend, path, tmp))
+    path = model_of(spec, profile, backend)
+    return run_once(spec, profile, lambda tmp: _benchmark(spec, backend, path, tmp))
 
 
-def _evaluate(spec: BenchSpec, backend, path: str, tmp: Path) -> dict:
-    from frpo.harness.codeeval import run_evalplus
-    from frpo.harness.lmeval import local_task_overrides, run_lm_eval
-    from frpo.stages.sources import load_model, load_tokenizer
-
+def _benchmark(spec: BenchSpec, backend, path: str, tmp: Path) -> dict:
     metrics: dict[str, float] = {}
     if spec.lm_eval:
         out = tmp / "lm_eval"
@@ -201,36 +188,33 @@ def _evaluate(spec: BenchSpec, backend, path: str, tmp: Path) -> dict:
 
 
 def benchmark_frame(
-    models: Mapping[tuple, object], block: Mapping, profile: str, names, source=None, run=None
+    models: Mapping[tuple, object],
+    block: Mapping,
+    names,
+    source=None,
+    *,
+    run: Callable[[dict, str], dict],
 ):
     """One ``pandas.DataFrame`` row per model: the ``names`` tags of its key and the benchmark
     metrics of its :class:`BenchSpec` (``block``), every run built (or reused) first.
 
     ``models[key]`` is a run spec, or None for the source's base model (``source``, default the
     one source of the run specs); ``names`` names the key's parts, e.g.
-    ``("stage", "method", "seed")``. ``run(specs, label) -> {key: run_dir}`` builds the runs (a
-    notebook's :func:`frpo.experiments.runs.runner`, which keeps the tools' output out of the
-    chapter); default :func:`frpo.stages.sweep.run_sweep`.
+    ``("stage", "method", "seed")``. ``run(specs, label) -> {key: run_dir}`` builds the runs and
+    their upstream runs (a notebook's :func:`frpo.experiments.runs.runner`, which keeps the
+    tools' output out of the chapter).
     """
-    import pandas as pd
-
-    from frpo.stages.rundir import load_metrics
-    from frpo.stages.sweep import run_sweep
-
     sources = {m.source for m in models.values() if m is not None} | ({source} - {None})
     if len(sources) != 1:
         raise ValueError(f"benchmark_frame needs models of one source, got {len(sources)}")
     (source,) = sources
     specs = {k: bench_spec(source, m, block) for k, m in models.items()}
     rows = []
-    if run is None:
-        runs = run_sweep(list(specs.values()), profile, progress=False)
-    else:
-        runs = list(run(specs, "benchmark runs").values())
-    for key, run in zip(specs, runs, strict=True):
+    for key in specs:
         if len(key) != len(names):
             raise ValueError(f"model key {key!r} does not match names {tuple(names)!r}")
-        metrics = {k: v for k, v in load_metrics(run).items() if k not in RUN_KEYS}
+    for key, path in run(specs, "benchmark runs").items():
+        metrics = {k: v for k, v in load_metrics(path).items() if k not in RUN_KEYS}
         rows.append({**dict(zip(names, key, strict=True)), **metrics})
     return pd.DataFrame(rows)
 
@@ -242,8 +226,6 @@ def summary(frame, by: Sequence[str]):
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from frpo.stages.launch import cli_main
-
     return cli_main(argv, BenchSpec, run_bench)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from frpo.paths import runs_dir
 from frpo.stages.rundir import load_metrics, write_json
 from frpo.stages.spec import RLSpec, run_name
+from frpo.stages.sweep import run_stage
 
 KL_KEY = "frpo/final/kl_ref"
 MAX_STEP = 10.0  # a secant step moves beta by at most this factor from the current beta
@@ -72,7 +73,7 @@ def search_beta(
     betas: tuple[float, ...] = (0.01, 0.1),
     rtol: float = 0.15,
     max_tries: int = 5,
-    runner=None,
+    runner=run_stage,
 ) -> tuple[RLSpec, list[dict]]:
     """The try closest to ``target_kl`` (its spec) and every try ``{beta, kl, run}`` in order.
 
@@ -83,8 +84,6 @@ def search_beta(
         raise ValueError(f"target_kl must be > 0, got {target_kl}")
     if len(betas) < 2 or any(b <= 0 for b in betas):
         raise ValueError(f"betas must be at least two values > 0, got {betas}")
-    if runner is None:
-        from frpo.stages.rlhf import run_rl as runner
     tries: list[dict] = []
 
     def attempt(beta: float) -> dict:

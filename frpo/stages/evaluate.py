@@ -7,12 +7,14 @@ first if needed) or the base model, on the first ``n_prompts`` held-out prompts 
 - ``frpo/eval/<t>/reward`` (+ ``/<reward fn>``): mean reward of ``n_samples`` sampled answers per
   prompt (the safety reward for ``safety``; sampling seed = ``spec.seed``);
 - ``frpo/eval/<t>/<judge>``: mean judge score on greedy answers, for the source's judges of the
-  kinds that read task ``t`` (``JUDGE_KINDS``); when the data has a ``category`` column (or a
-  boolean ``harmful`` one), also per group (``.../<group>/<judge>``), and the paper's headline
-  numbers: ``refusal_rate``, ``over_refusal_rate``, ``harmfulness`` (see ``judge_metrics``);
+  kinds that read task ``t`` (:data:`TASK_JUDGE_KINDS`); when the data has a ``category``
+  column (or a boolean ``harmful`` one), also per group (``.../<group>/<judge>``), and the
+  paper's headline numbers: ``refusal_rate``, ``over_refusal_rate``, ``harmfulness`` (see
+  ``judge_metrics``);
 - ``.../undecided/<judge>``: how many pairs a judge could not decide (nan scores);
 - ``frpo/eval/kl_base``: per-token KL(model || base) on the sampled answers of every task;
-- ``frpo/exact/...``: the world's exact safety metrics, when it has them.
+- ``frpo/exact/...``: the metrics the world computes exactly for task ``t``, when it has them
+  (:func:`frpo.stages.backend.exact_metrics`).
 
 Greedy and sampled answers are saved to ``completions.jsonl``.
 
@@ -27,15 +29,15 @@ import sys
 from pathlib import Path
 
 from frpo.judges.base import count_undecided
-from frpo.stages.common import MODEL_DIR
-from frpo.stages.rundir import run_once
-from frpo.stages.sampling import Samples, kl_to, sample, score
-from frpo.stages.sources import HELDOUT, check_tasks, load_model, load_tokenizer, open_source
+from frpo.splits import HELDOUT
+from frpo.stages.backend import check_tasks, exact_metrics, load_model, load_tokenizer
+from frpo.stages.processes import cli_main
+from frpo.stages.rundir import model_of, run_once
+from frpo.stages.sampling import Samples, kl_to, mean_rewards, sample
+from frpo.stages.sources import open_source
 from frpo.stages.spec import EvalSpec
-from frpo.stages.tracking import exact_metrics
 
-GROUP_COLUMNS = ("category", "harmful")  # safety prompt groups: toy/real category, or a bool
-JUDGE_KINDS = {  # which judges read which task's answers
+TASK_JUDGE_KINDS = {  # task -> the kinds of judge that read its answers
     "safety": ("refusal", "harmfulness", "helpfulness"),
     "alpaca": ("helpfulness", "refusal"),
     "helpful": ("helpfulness", "refusal"),
@@ -105,17 +107,16 @@ def evaluate_model(backend, model, base, tokenizer, spec: EvalSpec, log=None) ->
         prefix = f"frpo/eval/{task}"
         rep = data.select([i for i in range(len(data)) for _ in range(spec.n_samples)])
         sampled = sample(model, tokenizer, rep["prompt"], spec.max_new_tokens, seed=spec.seed)
-        for name, value in score(backend.reward_funcs(task), rep, sampled).items():
+        for name, value in mean_rewards(backend.reward_funcs(task), rep, sampled).items():
             metrics[prefix + "/reward" + ("" if name == "total" else f"/{name}")] = value
         ids_p += sampled.prompt_ids
         ids_c += sampled.completion_ids
         greedy = sample(model, tokenizer, data["prompt"], spec.max_new_tokens, greedy=True)
-        kinds = JUDGE_KINDS.get(task, ())
+        kinds = TASK_JUDGE_KINDS.get(task, ())
         mine = {n: j for n, j in judges.items() if j.kind in kinds}
         groups = prompt_groups(data)
         metrics.update(judge_metrics(mine, data["prompt"], greedy.texts, groups, prefix))
-        if task == "safety":
-            metrics.update(exact_metrics(backend, model, data["prompt"]))
+        metrics.update(exact_metrics(backend, task, model, data["prompt"]))
         if log is not None:
             for i, p in enumerate(data["prompt"]):
                 log.append(
@@ -130,21 +131,15 @@ def evaluate_model(backend, model, base, tokenizer, spec: EvalSpec, log=None) ->
     return metrics
 
 
-def model_dir(spec: EvalSpec, profile: str) -> str:
-    if spec.model is None:
-        return str(open_source(spec.source).base_model_path())
-    from frpo.stages.sweep import run_stage
-
-    return str(run_stage(spec.model, profile) / MODEL_DIR)
-
-
 def run_eval(spec: EvalSpec, profile: str = "toy") -> Path:
-    """Run ``spec`` unless its run is complete; the run directory either way."""
+    """Run ``spec`` unless its run is complete; the run directory either way. The run it
+    evaluates must be built (:func:`frpo.stages.rundir.model_of`; :func:`frpo.stages.sweep.
+    run_stage` builds it first)."""
     if not isinstance(spec, EvalSpec):
         raise ValueError(f"run_eval needs an EvalSpec, got {type(spec).__name__}")
     backend = open_source(spec.source)
     check_tasks(backend, spec.tasks)
-    path = model_dir(spec, profile)
+    path = model_of(spec, profile, backend)
 
     def body(tmp: Path) -> dict:
         tokenizer = load_tokenizer(path)
@@ -161,8 +156,6 @@ def run_eval(spec: EvalSpec, profile: str = "toy") -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from frpo.stages.launch import cli_main
-
     return cli_main(argv, EvalSpec, run_eval)
 
 

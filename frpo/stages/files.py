@@ -9,9 +9,10 @@ for SFT):
   JSONL locally). The RL format keeps the final answer in a ``solution`` column, and the reward
   is 1.0 when the last number in the completion equals it (commas ignored), else 0.0.
 
-Local files have no splits: row ``i`` is in ``heldout`` when ``i % 5 == 4``, else in ``train``
-(fixed, so held-out prompts never move). The paper-scale ``hub`` backend, with the real loaders
-of :mod:`frpo.data` and the real rewards and judges, is :mod:`frpo.stages.hub`.
+Local files have no splits: row ``i`` is held out when ``i % 5 == 4``
+(:func:`frpo.splits.split_rows`; fixed, so held-out prompts never move). The paper-scale ``hub``
+backend, with the real loaders of :mod:`frpo.data` and the real rewards and judges, is
+:mod:`frpo.stages.hub`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import json
 import re
 from pathlib import Path
 
-from frpo.stages.sources import ModelPathBackend, check_columns
+from datasets import Dataset
+
+from frpo.splits import check_split, split_rows
+from frpo.stages.backend import ModelPathBackend, check_columns, first_rows
 
 FORMATS = {"alpaca": ("instruction", "input", "output"), "gsm8k": ("question", "answer")}
-SPLITS = ("train", "heldout")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
@@ -83,8 +86,6 @@ class FileBackend(ModelPathBackend):
         self.tasks = tuple(self.data)
 
     def _rows(self, task: str, split: str):
-        from datasets import Dataset
-
         path = Path(self.data[task])
         text = path.read_text()
         if path.suffix == ".jsonl":
@@ -93,25 +94,16 @@ class FileBackend(ModelPathBackend):
             rows = json.loads(text)
         table = Dataset.from_list(rows)
         check_columns(table, FORMATS[task], f"{task} data file {path}")
-        keep = [i for i in range(len(table)) if (i % 5 == 4) == (split == "heldout")]
-        return table.select(keep)
+        return table.select(split_rows(len(table), split))
 
     def _table(self, task: str, split: str, n: int | None):
         if task not in self.data:
             raise ValueError(f"unknown task {task!r}; this source knows {', '.join(self.tasks)}")
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        table = self._rows(task, split)
-        if n is not None:
-            if n > len(table):
-                raise ValueError(f"{task}/{split}: asked for {n} rows, the data has {len(table)}")
-            table = table.select(range(n))
-        return table
+        check_split(split)
+        return first_rows(self._rows(task, split), n, f"{task}/{split}")
 
     def dataset(self, task: str, split: str, n: int | None = None):
         """RL format: ``prompt`` (one user turn) + ``task`` (+ ``solution`` for gsm8k)."""
-        from datasets import Dataset
-
         rows = []
         for row in self._table(task, split, n):
             out = {"prompt": [{"role": "user", "content": _user_turn(row, task)}], "task": task}
@@ -122,8 +114,6 @@ class FileBackend(ModelPathBackend):
 
     def sft_dataset(self, task: str, split: str, n: int | None = None):
         """SFT format: ``messages`` = [user turn, assistant answer]."""
-        from datasets import Dataset
-
         rows = [
             {
                 "messages": [

@@ -17,13 +17,13 @@ attack    ``load_harmful_pairs`` (SFT only)      none (the attack's data)     ``
 
 Splits: ``heldout`` is the source's own held-out split where it has one (GSM8K ``test``,
 UltraFeedback ``test_prefs``); otherwise (a local file, or a hub set with one split) row ``i``
-of the loaded set is held out when ``i % 5 == 4``, as for :mod:`frpo.stages.files`. With a
+of the loaded set is held out when ``i % 5 == 4`` (:func:`frpo.splits.split_rows`). With a
 ``math500`` entry (HuggingFaceH4/MATH-500), ``math``'s held-out set is MATH-500 and every
 MATH-500 problem is dropped from its training problems (a copy of MATH in one split, such as
 qwedsacf/competition_math, holds them).
 
-The judges' models and endpoint are ``Source.data`` entries too (``judge.*``,
-:data:`~frpo.stages.hub_judges.JUDGE_SETTINGS`).
+The judges' models and endpoint are ``Source.data`` entries too (``judge.*``, the settings of
+:mod:`frpo.judges.catalogue`).
 
 The RL format has ``prompt`` (one user turn), ``task`` and the reward's columns (``category``,
 ``answer``, ``unit_tests``); ``alpaca``/``code``/``attack`` prompts are the user turn of their
@@ -42,20 +42,21 @@ import dataclasses
 import os
 from collections.abc import Callable
 
-from frpo.stages.hub_judges import (
-    JUDGE_SETTINGS,
-    MODEL_SETTINGS,
-    evaluation_judges,
-    reward_of,
-)
-from frpo.stages.sources import ModelPathBackend
+from datasets import get_dataset_split_names
+
+import frpo.data as loaders
+from frpo.data._io import file_format, hub_path
+from frpo.judges.catalogue import PAPER_SETTINGS, SETTINGS
+from frpo.paths import resolve
+from frpo.splits import HELDOUT, TRAIN, check_split, split_rows
+from frpo.stages.backend import ModelPathBackend, first_rows
+from frpo.stages.hub_judges import evaluation_judges, reward_of
 
 JUDGE_PREFIX = "judge."
 PROMPT_SETS = {  # evaluation sets that shape a task (not tasks): name -> (loader, where from)
-    "math500": ("load_math500", "HuggingFaceH4/MATH-500"),
+    "math500": (loaders.load_math500, "HuggingFaceH4/MATH-500"),
 }
 CODE_POOL = 31_250  # OpenCodeInstruct sample size: its train part (4/5) is the paper's 25,000
-SPLITS = ("train", "heldout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,48 +72,34 @@ class TaskData:
 
 
 def _safety(src, _split):
-    from frpo.data import load_safety_prompts
-
-    return load_safety_prompts(src)
+    return loaders.load_safety_prompts(src)
 
 
 def _alpaca(src, _split):
-    from frpo.data import load_alpaca
-
-    return load_alpaca(src)
+    return loaders.load_alpaca(src)
 
 
 def _gsm8k(fmt):
     def load(src, split):
-        from frpo.data import load_gsm8k
-
-        return load_gsm8k(src, split=split, fmt=fmt)
+        return loaders.load_gsm8k(src, split=split, fmt=fmt)
 
     return load
 
 
 def _math(src, split):
-    from frpo.data import load_math_train
-
-    return load_math_train(src, split=split)
+    return loaders.load_math_train(src, split=split)
 
 
 def _code(src, _split):
-    from frpo.data import load_opencodeinstruct
-
-    return load_opencodeinstruct(src, n=CODE_POOL)
+    return loaders.load_opencodeinstruct(src, n=CODE_POOL)
 
 
 def _attack(src, _split):
-    from frpo.data import load_harmful_pairs
-
-    return load_harmful_pairs(src)
+    return loaders.load_harmful_pairs(src)
 
 
 def _helpful(src, split):
-    from frpo.data import load_ultrafeedback_prompts
-
-    return load_ultrafeedback_prompts(src, split=split, n=None)
+    return loaders.load_ultrafeedback_prompts(src, split=split, n=None)
 
 
 TASKS = {
@@ -144,24 +131,16 @@ CORRECTNESS_TASKS = ("gsm8k", "math", "code")  # what the correctness judge read
 def split_names(source: str, config: str | None) -> list[str]:
     """The split names of a hub dataset (its downloaded copy when there is one, else the hub:
     network; tests replace this function)."""
-    from datasets import get_dataset_split_names
-
-    from frpo.data._io import hub_path
-
     return list(get_dataset_split_names(hub_path(source), config))
 
 
 def is_file(source: str) -> bool:
     """A local file or URL (by extension, or an existing path), not a hub id."""
-    from frpo.data._io import file_format
-
     return file_format(source) is not None or os.path.exists(source)
 
 
 def _local_path(value: str) -> str:
     """``value`` resolved from the repository root when it names a local path, else as is."""
-    from frpo.paths import resolve
-
     if value.startswith((".", "/", "~")) or (value and resolve(value).exists()):
         return str(resolve(value))
     return value
@@ -201,13 +180,13 @@ class HubBackend(ModelPathBackend):
     """Hub model id + the datasets of ``data`` read by :mod:`frpo.data` (see module docstring)."""
 
     def __init__(self, model: str, data: dict[str, str]):
-        settings = dict(JUDGE_SETTINGS)
+        settings = dict(PAPER_SETTINGS)
         self.data: dict[str, str] = {}
         self.prompt_sets: dict[str, str] = {}
         for key, value in data.items():
             if key.startswith(JUDGE_PREFIX):
                 if key not in settings:
-                    raise ValueError(f"unknown setting {key!r}; known: {list(JUDGE_SETTINGS)}")
+                    raise ValueError(f"unknown setting {key!r}; known: {list(PAPER_SETTINGS)}")
                 settings[key] = str(value)
             elif key in PROMPT_SETS:
                 self.prompt_sets[key] = str(value)
@@ -216,8 +195,9 @@ class HubBackend(ModelPathBackend):
                 raise ValueError(f"unknown task {key!r} for a hub source; known: {known}")
             else:
                 self.data[key] = str(value)
-        for key in MODEL_SETTINGS:
-            settings[key] = _local_path(settings[key])
+        for key, setting in SETTINGS.items():
+            if setting.weights:
+                settings[key] = _local_path(settings[key])
         self.model = _local_path(model)
         self.settings = settings
         self.tasks = tuple(self.data)
@@ -229,9 +209,6 @@ class HubBackend(ModelPathBackend):
 
     def _source(self, task: str) -> str:
         """The task's (or prompt set's) hub id, URL, or local file resolved from the root."""
-        from frpo.data._io import file_format
-        from frpo.paths import resolve
-
         if task in PROMPT_SETS and task in self.prompt_sets:
             src, hint = self.prompt_sets[task], PROMPT_SETS[task][1]
         elif task not in self.data:
@@ -253,42 +230,38 @@ class HubBackend(ModelPathBackend):
 
     def _table(self, task: str, split: str, fmt: str):
         """The whole ``split`` of ``task`` in format ``fmt`` ("rl" or "sft"), cached."""
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        check_split(split)
         key = (task, split, fmt)
         if key not in self._tables:
-            spec, src = TASKS[task], self._source(task)
-            load = spec.rl if fmt == "rl" else spec.sft
-            hub, base = spec.hub_splits, "train"
             if task == "math" and "math500" in self.prompt_sets:
-                self._tables[key] = self._math_against_math500(src, split)
-                return self._tables[key]
-            names = split_names(src, spec.config) if hub and not is_file(src) else []
-            if hub and hub[1] in names:
-                table = load(src, hub[0] if split == "train" else hub[1])
-            else:  # one split (a file, or a hub set without a held-out split): i % 5 rule
-                if hub and hub[0] in names:
-                    base = hub[0]
-                whole = load(src, base)
-                keep = [i for i in range(len(whole)) if (i % 5 == 4) == (split == "heldout")]
-                table = whole.select(keep)
-            self._tables[key] = table
+                self._tables[key] = self._math_against_math500(self._source(task), split)
+            else:
+                self._tables[key] = self._load_split(task, split, fmt)
         return self._tables[key]
+
+    def _load_split(self, task: str, split: str, fmt: str):
+        """``split`` of ``task``: the hub set's own held-out split where it has one, else the
+        rows of its one split (a file, or a hub set without a held-out split) that
+        :func:`frpo.splits.split_rows` keeps."""
+        spec, src = TASKS[task], self._source(task)
+        load = spec.rl if fmt == "rl" else spec.sft
+        hub = spec.hub_splits
+        names = split_names(src, spec.config) if hub and not is_file(src) else []
+        if hub and hub[1] in names:
+            return load(src, hub[0] if split == TRAIN else hub[1])
+        whole = load(src, hub[0] if hub and hub[0] in names else TRAIN)
+        return whole.select(split_rows(len(whole), split))
 
     def _math_against_math500(self, src: str, split: str):
         """MATH with MATH-500 as its held-out set: the training problems are the train split
         (the whole file for a one-split copy) minus every MATH-500 problem."""
-        from frpo.data import load_math_train
-
         held = self.prompt_set("math500")
-        if split == "heldout":
+        if split == HELDOUT:
             return held
-        return load_math_train(src, split="train", exclude=held["problem"])
+        return loaders.load_math_train(src, split=TRAIN, exclude=held["problem"])
 
     def prompt_set(self, name: str):
         """An evaluation set of :data:`PROMPT_SETS` (RL format, every row), cached."""
-        import frpo.data as loaders
-
         if name not in PROMPT_SETS:
             raise ValueError(f"unknown prompt set {name!r}; expected one of {list(PROMPT_SETS)}")
         if name not in self.prompt_sets:
@@ -298,25 +271,17 @@ class HubBackend(ModelPathBackend):
             )
         key = (name, "all", "rl")
         if key not in self._tables:
-            self._tables[key] = getattr(loaders, PROMPT_SETS[name][0])(self._source(name))
+            self._tables[key] = PROMPT_SETS[name][0](self._source(name))
         return self._tables[key]
-
-    @staticmethod
-    def _first(table, task: str, split: str, n: int | None):
-        if n is None:
-            return table
-        if n > len(table):
-            raise ValueError(f"{task}/{split}: asked for {n} rows, the data has {len(table)}")
-        return table.select(range(n))
 
     def dataset(self, task: str, split: str, n: int | None = None):
         """RL format: ``prompt`` (one user turn), ``task`` and the reward's columns."""
         spec = TASKS[task] if task in TASKS else None
         if spec is not None and spec.rl is None:
-            table = self._first(self._table(task, split, "sft"), task, split, n)
+            table = first_rows(self._table(task, split, "sft"), n, f"{task}/{split}")
             table = table.map(lambda r: {"prompt": [r["messages"][0]]}, remove_columns=["messages"])
         else:
-            table = self._first(self._table(task, split, "rl"), task, split, n)
+            table = first_rows(self._table(task, split, "rl"), n, f"{task}/{split}")
         return table.add_column("task", [task] * len(table))
 
     def sft_dataset(self, task: str, split: str, n: int | None = None):
@@ -324,7 +289,7 @@ class HubBackend(ModelPathBackend):
         if task in TASKS and TASKS[task].sft is None:
             with_sft = [t for t in self.tasks if TASKS[t].sft is not None]
             raise ValueError(f"task {task!r} has no SFT data; SFT tasks here: {with_sft}")
-        table = self._first(self._table(task, split, "sft"), task, split, n)
+        table = first_rows(self._table(task, split, "sft"), n, f"{task}/{split}")
         return table.select_columns(["messages"])
 
     def reward_funcs(self, task: str) -> list:
@@ -344,7 +309,7 @@ class HubBackend(ModelPathBackend):
     def reference(self, prompt: str) -> tuple[str, str]:
         """``(task, reference)`` of a gsm8k/math/code prompt's user text: the answer, or the
         code task's ``unit_tests``. Held-out sets are indexed first, training sets on a miss."""
-        for split in ("heldout", "train"):
+        for split in (HELDOUT, TRAIN):
             if prompt in self._references:
                 break
             for task in CORRECTNESS_TASKS:

@@ -20,7 +20,8 @@ parent retrains its children.
 
 Which code shapes a run (:func:`code_files`): the import closure, over ``frpo``'s own modules
 (imports inside functions included), of the stage's runner, with three kinds of modules left out
-unless the spec selects them: the other stages' runners (:data:`RUNNERS`), the modules of other
+unless the spec selects them: the other stages' runners (:data:`frpo.stages.spec.STAGES`), the
+modules of other
 methods (:data:`METHOD_MODULES`: a GRPO run does not depend on ``frpo/trainer.py``) and of other
 sources (:data:`SOURCE_MODULES`: a toy run does not depend on the hub backend); and the modules
 that only read results (:data:`READERS`) or store and find runs (:data:`KEEPERS`). So a change
@@ -38,18 +39,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import snapshot_download, try_to_load_from_cache
+
 from frpo.artefacts import file_sha256, listing_digest, read_checksums
 from frpo.paths import resolve
-from frpo.stages.spec import BenchSpec, EvalSpec, run_name, spec_hash
+from frpo.stages.sources import open_source
+from frpo.stages.spec import STAGES, run_name, spec_hash, stage_of, upstream_of
+from frpo.toyworld import ToyWorld, WorldConfig
 
 IDENTITY = "identity.json"
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
-RUNNERS = {
-    "rl": "frpo.stages.rlhf",
-    "sft": "frpo.stages.sft",
-    "eval": "frpo.stages.evaluate",
-    "bench": "frpo.stages.benchmarks",
-}
+RUNNERS = tuple(stage.module for stage in STAGES.values())
+"""Every stage's runner module: a run's code closure starts at its own and leaves the others out."""
 METHOD_MODULES = {"frpo": ("frpo.trainer", "frpo.losses"), "grpo_sam": ("frpo.stages.sam",)}
 SOURCE_MODULES = {
     "toy": ("frpo.toyworld",),
@@ -142,11 +143,11 @@ def closure(roots, excluded, root: Path | None = None) -> dict[str, Path]:
 
 def selected_modules(spec) -> tuple[list[str], list[str]]:
     """``(roots, excluded)`` of the spec's code closure (see the module docstring)."""
-    roots = [RUNNERS[spec.stage]]
+    roots = [stage_of(spec).module]
     method = getattr(spec, "method", None)
     roots += list(METHOD_MODULES.get(method, ()))
     roots += list(SOURCE_MODULES[spec.source.kind])
-    excluded = [m for m in RUNNERS.values() if m not in roots]
+    excluded = [m for m in RUNNERS if m not in roots]
     for table in (METHOD_MODULES, SOURCE_MODULES):
         excluded += [m for mods in table.values() for m in mods if m not in roots]
     return roots, excluded + list(READERS) + list(KEEPERS)
@@ -186,8 +187,6 @@ def hub_revision(model_id: str) -> str:
     """The commit of ``model_id`` the Hugging Face cache resolves to (fetching only its
     ``config.json`` when online); ValueError naming the model when it is neither cached nor
     reachable."""
-    from huggingface_hub import snapshot_download
-
     try:
         snapshot = snapshot_download(model_id, allow_patterns=["config.json"])
     except Exception as err:  # noqa: BLE001 - offline, gated, missing: one message for all
@@ -226,16 +225,14 @@ def data_inputs(source) -> dict[str, dict[str, str]]:
 def run_identity(spec, backend=None) -> dict[str, Any]:
     """The identity of ``spec``'s run (see the module docstring); builds nothing but the base
     model a toy source needs (its cache)."""
-    from frpo.stages.sources import open_source
-
     backend = backend if backend is not None else open_source(spec.source)
     code = code_files(spec)
     inputs: dict[str, Any] = {"base_model": base_model_input(spec.source, backend)}
     if spec.source.data:
         inputs["data"] = data_inputs(spec.source)
-    upstream = spec.model if isinstance(spec, EvalSpec | BenchSpec) else spec.parent
+    upstream = upstream_of(spec)
     if upstream is not None:
-        key = "model" if isinstance(spec, EvalSpec | BenchSpec) else "parent"
+        key = stage_of(spec).upstream  # "parent", or "model" for an evaluation
         inputs[key] = {"run": run_name(upstream), "identity": run_identity(upstream)["digest"]}
     out = {
         "spec": spec_hash(spec),
@@ -286,8 +283,6 @@ def changes(old: dict | None, new: dict) -> list[str]:
 def _planned_base(source) -> str:
     """The base model's checksum where it is known without building or hashing anything."""
     if source.kind == "toy":
-        from frpo.toyworld import ToyWorld, WorldConfig
-
         path = ToyWorld(WorldConfig(seed=source.seed, size=source.size)).base_model_dir()
         try:
             return listing_digest(read_checksums(path))[:12]
@@ -295,8 +290,6 @@ def _planned_base(source) -> str:
             return "pending (the toy base model is pretrained on first use)"
     if resolve(source.model).exists():
         return f"pending ({source.model} is hashed when the run starts)"
-    from huggingface_hub import try_to_load_from_cache
-
     cached = try_to_load_from_cache(source.model, "config.json")
     if isinstance(cached, str):
         return f"{source.model}@{Path(cached).parent.name[:12]}"
@@ -311,7 +304,7 @@ def planned_identity(spec) -> str:
         f"code {listing_digest(code_files(spec))[:12]}",
         f"base model {_planned_base(spec.source)}",
     ]
-    upstream = spec.model if isinstance(spec, EvalSpec | BenchSpec) else spec.parent
+    upstream = upstream_of(spec)
     if upstream is not None:
         parts.append(f"parent {run_name(upstream)}")
     return ", ".join(parts)

@@ -22,6 +22,7 @@ CLI: ``python -m frpo.stages.rlhf --spec spec.json [--profile toy]`` (also under
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import shutil
@@ -29,22 +30,42 @@ import sys
 from pathlib import Path
 
 import torch
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
 
-from frpo.stages.common import (
-    MODEL_DIR,
-    drop_trainer_dir,
-    last_logged,
-    lora_config,
-    model_path_of,
-    save_curves,
-    save_trained,
-    trainer_kwargs,
-    write_rows,
+from frpo.harness.overrides import paper_trainer_overrides
+from frpo.rewards.safety import local_scoring
+from frpo.splits import HELDOUT, TRAIN
+from frpo.stages.backend import check_columns, check_tasks, load_model, load_tokenizer
+from frpo.stages.processes import (
+    check_step_batch,
+    cli_main,
+    launched_gpus,
+    launched_processes,
+    per_process_batch,
 )
-from frpo.stages.rundir import is_complete, read_json, run_once, run_path, write_json
-from frpo.stages.sampling import kl_to, sample, score
-from frpo.stages.sources import HELDOUT, check_columns, load_model, load_tokenizer, open_source
+from frpo.stages.rundir import (
+    MODEL_DIR,
+    is_complete,
+    model_of,
+    read_json,
+    run_once,
+    run_path,
+    write_json,
+)
+from frpo.stages.sam import SAMGRPOTrainer
+from frpo.stages.sampling import Samples, kl_to, mean_rewards, sample
+from frpo.stages.sources import open_source
 from frpo.stages.spec import RLSpec
+from frpo.stages.training import (
+    TRAINER_DIR,
+    Setup,
+    lora_config,
+    train_and_save,
+    trainer_kwargs,
+    trajectory_callback,
+)
+from frpo.trainer import FRPOConfig, FRPOTrainer
 
 EVAL_SEED = 4321  # sampling seed of the final held-out estimates (fixed across runs)
 
@@ -68,10 +89,6 @@ def build_rl_config(
     has its own token ratio, see :mod:`frpo.trainer`; GRPO gets the same setting so that both
     methods sample and weight alike). ``toy`` and ``files`` sources get no override.
     """
-    from trl import GRPOConfig
-
-    from frpo.stages.launch import check_step_batch, launched_processes, per_process_batch
-
     n_processes = launched_processes() if n_processes is None else n_processes
     kw = trainer_kwargs(spec, out_dir)
     kw.update(
@@ -86,14 +103,9 @@ def build_rl_config(
         log_completions=False,
     )
     if spec.source.kind == "hub":
-        from frpo.harness.overrides import paper_trainer_overrides
-        from frpo.stages.launch import launched_gpus
-
         kw.update(paper_trainer_overrides(launched_gpus() if n_gpus is None else n_gpus))
         kw["vllm_importance_sampling_correction"] = False
     if spec.method == "frpo":
-        from frpo.trainer import FRPOConfig
-
         cfg = FRPOConfig(lam=spec.lam, baseline=spec.baseline, jackknife=spec.jackknife, **kw)
     else:
         cfg = GRPOConfig(**kw)
@@ -104,34 +116,25 @@ def build_rl_config(
 def trainer_class(spec: RLSpec):
     """GRPOTrainer, FRPOTrainer or SAMGRPOTrainer (with its rho bound)."""
     if spec.method == "frpo":
-        from frpo.trainer import FRPOTrainer
-
         return FRPOTrainer
     if spec.method == "grpo_sam":
-        import functools
-
-        from frpo.stages.sam import SAMGRPOTrainer
-
         return functools.partial(SAMGRPOTrainer, sam_rho=spec.sam_rho)
-    from trl import GRPOTrainer
-
     return GRPOTrainer
 
 
-def train_dataset(backend, spec: RLSpec):
+def training_prompts(backend, spec: RLSpec):
     """The spec's tasks' training prompts, concatenated (missing columns filled with None)."""
-    from datasets import Dataset
-
     rows = []
     for task in spec.tasks:
-        data = backend.dataset(task, "train", spec.n_prompts)
+        data = backend.dataset(task, TRAIN, spec.n_prompts)
         check_columns(data, ["prompt"], f"RL dataset of task {task!r}")
         rows += data.to_list()
     keys = {k for r in rows for k in r}
     return Dataset.from_list([{k: r.get(k) for k in sorted(keys)} for r in rows])
 
 
-def reward_funcs(backend, tasks) -> list:
+def task_rewards(backend, tasks) -> list:
+    """The reward functions of ``tasks``, each once (a function two tasks share counts once)."""
     funcs, seen = [], set()
     for task in tasks:
         for f in backend.reward_funcs(task):
@@ -147,14 +150,12 @@ def held_out_metrics(backend, model, start, ref, tokenizer, tasks, n, max_new, p
     The prompts are the first ``n`` of each task's test split; answers are sampled with
     ``EVAL_SEED`` so equal models give equal numbers.
     """
-    from frpo.stages.sampling import Samples
-
     out: dict[str, float] = {}
     ids_p, ids_c = [], []
     for task in tasks:
         data = backend.dataset(task, HELDOUT, n)
         samples = sample(model, tokenizer, data["prompt"], max_new, seed=EVAL_SEED)
-        for name, value in score(backend.reward_funcs(task), data, samples).items():
+        for name, value in mean_rewards(backend.reward_funcs(task), data, samples).items():
             out[f"{prefix}/reward/{task}" + ("" if name == "total" else f"/{name}")] = value
         ids_p += samples.prompt_ids
         ids_c += samples.completion_ids
@@ -193,17 +194,16 @@ def run_rl(spec: RLSpec, profile: str = "toy") -> Path:
     """Run ``spec`` unless its run is complete; the run directory either way.
 
     Under ``accelerate launch`` every process trains; the main process alone saves the model
-    and evaluates it (:func:`_run`).
+    and evaluates it (:func:`_run`). A downstream run's parent must be built
+    (:func:`frpo.stages.rundir.model_of`; :func:`frpo.stages.sweep.run_stage` builds it first).
     """
     if not isinstance(spec, RLSpec):
         raise ValueError(f"run_rl needs an RLSpec, got {type(spec).__name__}")
-    from frpo.stages.sources import check_tasks
-
     backend = open_source(spec.source)
     check_tasks(backend, spec.tasks)
     if spec.track is not None:
         check_tasks(backend, spec.track.tasks)
-    start_path = model_path_of(spec, profile)
+    start_path = model_of(spec, profile, backend)
     kept = trained_path(spec, profile)
     path = run_once(spec, profile, lambda tmp: _run(spec, backend, start_path, tmp, kept))
     if is_complete(path) and _main_process():
@@ -275,48 +275,29 @@ def _link_tree(src: Path, dst: Path, skip: set[str]) -> None:
 
 
 def _train(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict | None:
-    """Train on every process; the main process writes ``model/``, curves and trajectory to
-    ``tmp`` and gets the training metrics, the others get None."""
-    from frpo.stages.tracking import TrajectoryCallback
+    """Train on every process (:func:`frpo.stages.training.train_and_save`); the main process
+    writes ``model/``, curves and trajectory to ``tmp`` and gets the training metrics, the
+    others get None."""
 
-    torch.manual_seed(spec.seed)
-    tokenizer = load_tokenizer(start_path)
-    # paper scale: TRL loads the policy (and pi_ref for the KL) from the path itself, with the
-    # config's model_init_kwargs (bf16, flash-attention 2 or SDPA); a loaded model ignores them
-    model = start_path if spec.source.kind == "hub" else load_model(start_path)
-    ref_path = str(backend.base_model_path())
-    callbacks = []
-    if spec.track is not None:
-        cb = TrajectoryCallback(
-            backend,
-            spec.track,
-            load_model(start_path, source=spec.source),
-            load_model(ref_path, source=spec.source),
-            tokenizer,
+    def build(tokenizer) -> Setup:
+        # paper scale: TRL loads the policy (and pi_ref for the KL) from the path itself, with
+        # the config's model_init_kwargs (bf16, flash-attention 2 or SDPA); a loaded model
+        # ignores them
+        model = start_path if spec.source.kind == "hub" else load_model(start_path)
+        tracker = trajectory_callback(spec, backend, start_path, tokenizer)
+        trainer = trainer_class(spec)(
+            model=model,
+            reward_funcs=task_rewards(backend, spec.tasks),
+            args=build_rl_config(spec, tmp / TRAINER_DIR),
+            train_dataset=training_prompts(backend, spec),
+            processing_class=tokenizer,
+            peft_config=lora_config(spec.lora_rank, spec.lora_alpha),
+            callbacks=[] if tracker is None else [tracker],
         )
-        callbacks.append(cb)
-    trainer = trainer_class(spec)(
-        model=model,
-        reward_funcs=reward_funcs(backend, spec.tasks),
-        args=build_rl_config(spec, tmp / "trainer"),
-        train_dataset=train_dataset(backend, spec),
-        processing_class=tokenizer,
-        peft_config=lora_config(spec.lora_rank, spec.lora_alpha),
-        callbacks=callbacks,
-    )
-    trainer.train()
-    save_trained(trainer, tokenizer, tmp, start_path, spec.source)  # ZeRO-3: a collective
-    if not trainer.args.should_save:
-        return None
-    history = trainer.state.log_history
-    save_curves(history, tmp)
-    drop_trainer_dir(tmp / "trainer")
-    if callbacks:
-        write_rows(callbacks[0].rows, tmp / "trajectory.csv")
-        write_json(tmp / "trajectory.json", callbacks[0].rows)
-    metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
-    metrics["frpo/steps"] = trainer.state.global_step
-    return metrics
+        return Setup(trainer, tracker)
+
+    trained = train_and_save(spec, start_path, tmp, build)
+    return None if trained is None else trained[0]
 
 
 def _evaluate(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
@@ -325,8 +306,6 @@ def _evaluate(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
     The other processes of a launch have returned by now, so nothing here may wait for them:
     rewards that gather onto rank 0 score locally (:func:`frpo.rewards.safety.local_scoring`).
     """
-    from frpo.rewards.safety import local_scoring
-
     tokenizer = load_tokenizer(start_path)
     final = load_model(str(tmp / MODEL_DIR), source=spec.source).eval()
     ref_path = str(backend.base_model_path())
@@ -347,8 +326,6 @@ def _evaluate(spec: RLSpec, backend, start_path: str, tmp: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from frpo.stages.launch import cli_main
-
     return cli_main(argv, RLSpec, run_rl)
 
 

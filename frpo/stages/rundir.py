@@ -5,7 +5,8 @@ Layout of a finished run ``runs/<profile>/<stage>/<run_name>/``::
     spec.json       the full spec (frpo.stages.spec.to_dict)
     identity.json   what made the run: spec, code, library versions, inputs (frpo.stages.identity)
     metrics.json    the run's final numbers
-    ...             curves (CSV/JSON), the model it produced (``model/``), trajectories
+    model/          the model it trained (training runs; the model a later run reads, MODEL_DIR)
+    ...             curves (CSV/JSON), trajectories, answers
     checksums.json  the SHA-256 of every file above (frpo.artefacts)
     COMPLETE        written last; its presence is what "complete" means
 
@@ -18,6 +19,10 @@ and every file matches ``checksums.json``; otherwise it is rebuilt, with one lin
 saying why (``frpo: rebuilding <run>: code frpo/trainer.py changed``). Reading a run's metrics
 (:func:`load_metrics`) checks the file first: a damaged one is an error naming it and the
 command that rebuilds the run.
+
+A run that reads another run's model (a downstream run's parent, an evaluated model) reads it
+only once that run is built and current (:func:`model_of`); :func:`frpo.stages.sweep.run_stage`
+builds the upstream run first.
 
 Under ``accelerate launch`` every process runs the body (training needs them all), but only
 rank 0 (``RANK`` unset or 0) writes the run directory; other ranks work in a scratch directory
@@ -47,10 +52,11 @@ from frpo.artefacts import (
 )
 from frpo.locks import LOCKS_DIR, exclusive
 from frpo.paths import runs_dir
-from frpo.stages.identity import IDENTITY, RUNNERS, changes, run_identity
-from frpo.stages.spec import run_name, to_dict
+from frpo.stages.identity import IDENTITY, changes, run_identity
+from frpo.stages.spec import STAGES, run_name, to_dict, upstream_of
 
 COMPLETE = "COMPLETE"
+MODEL_DIR = "model"
 
 
 def run_path(spec: Any, profile: str) -> Path:
@@ -86,7 +92,8 @@ def _jsonable(x: Any) -> Any:
 def rebuild_command(path: Path) -> str:
     """The command that rebuilds the run at ``path`` (from its own ``spec.json``)."""
     path = Path(path)
-    module = RUNNERS.get(path.parent.name, "frpo.stages.sweep")
+    stage = STAGES.get(path.parent.name)
+    module = stage.module if stage else "frpo.stages.sweep"
     profile = path.parent.parent.name
     return f"python -m {module} --spec {path / 'spec.json'} --profile {profile}"
 
@@ -109,6 +116,29 @@ def stale_reason(path: Path, identity: dict) -> str | None:
         return ", ".join(changed[:4]) + more
     damaged = damaged_files(path)
     return "damaged: " + "; ".join(damaged) if damaged else ""
+
+
+def model_of(spec: Any, profile: str, backend) -> str:
+    """The model ``spec``'s run reads: its upstream run's saved model (``<run>/model``), or the
+    source's base model (pi_ref) when it has none.
+
+    ValueError, naming the command that builds it, when the upstream run is not built, or not
+    current (its identity changed, or a file is damaged): :func:`frpo.stages.sweep.run_stage`
+    builds upstream runs first.
+    """
+    upstream = upstream_of(spec)
+    if upstream is None:
+        return str(backend.base_model_path())
+    path = run_path(upstream, profile)
+    reason = stale_reason(path, run_identity(upstream))
+    if reason == "":
+        return str(path / MODEL_DIR)
+    state = "is not built" if reason is None else f"is not current ({reason})"
+    raise ValueError(
+        f"{run_name(spec)} reads the model of {run_name(upstream)}, which {state}: build that "
+        "run first (frpo.stages.sweep.run_stage(spec) builds both, as does `python -m "
+        "frpo.stages.sweep --specs <file>` with both specs in it)"
+    )
 
 
 def run_once(spec: Any, profile: str, body: Callable[[Path], dict]) -> Path:

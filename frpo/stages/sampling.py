@@ -265,7 +265,7 @@ def kl_to(model, other, samples: Samples) -> float:
     return sum(float(k.sum()) for k in kls) / den if den else float("nan")
 
 
-def score(reward_funcs: list, dataset, samples: Samples) -> dict[str, float]:
+def mean_rewards(reward_funcs: list, dataset, samples: Samples) -> dict[str, float]:
     """Mean of each TRL reward function (and of their sum) on ``samples`` of ``dataset``'s prompts.
 
     ``dataset`` rows line up with ``samples`` (repeat rows for several samples per prompt); its

@@ -20,30 +20,33 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
 
-from frpo.stages.common import (
-    drop_trainer_dir,
-    last_logged,
-    lora_config,
-    model_path_of,
-    save_curves,
-    save_trained,
-    trainer_kwargs,
-    write_rows,
+from frpo.harness.overrides import paper_trainer_overrides
+from frpo.splits import TRAIN
+from frpo.stages.backend import check_columns, check_tasks, load_model
+from frpo.stages.processes import (
+    check_step_batch,
+    cli_main,
+    launched_processes,
+    per_process_batch,
 )
-from frpo.stages.rundir import run_once, write_json
+from frpo.stages.rundir import model_of, run_once
 from frpo.stages.sampling import sample
-from frpo.stages.sources import (
-    check_columns,
-    check_tasks,
-    load_model,
-    load_tokenizer,
-    open_source,
-)
+from frpo.stages.sources import open_source
 from frpo.stages.spec import SFTSpec
+from frpo.stages.training import (
+    TRAINER_DIR,
+    Setup,
+    lora_config,
+    train_and_save,
+    trainer_kwargs,
+    trajectory_callback,
+)
 
 REPLAY_SEED = 777
+TRACK = "frpo/track/"  # the tracked metrics' prefix (frpo.stages.tracking)
 
 
 def n_added(spec: SFTSpec, share: float) -> int:
@@ -62,7 +65,7 @@ def mixed_examples(backend, spec: SFTSpec) -> list[dict]:
     """The ``mix`` tasks' first training examples (``n_added`` each), as ``messages``."""
     rows = []
     for task, share in spec.mix:
-        data = backend.sft_dataset(task, "train", n_added(spec, share))
+        data = backend.sft_dataset(task, TRAIN, n_added(spec, share))
         check_columns(data, ["messages"], f"SFT mix dataset {task!r}")
         rows += [{"messages": m} for m in data["messages"]]
     return rows
@@ -80,18 +83,16 @@ def replay_examples(backend, model, tokenizer, spec: SFTSpec, max_new_tokens: in
     for task, m in zip(spec.replay_tasks, per_task, strict=True):
         if m == 0:
             continue
-        prompts = backend.dataset(task, "train", m)["prompt"]
+        prompts = backend.dataset(task, TRAIN, m)["prompt"]
         answers = sample(model, tokenizer, prompts, max_new_tokens, seed=REPLAY_SEED + spec.seed)
         for p, text in zip(prompts, answers.texts, strict=True):
             rows.append({"messages": [*p, {"role": "assistant", "content": text}]})
     return rows
 
 
-def sft_dataset(backend, spec: SFTSpec, model, tokenizer):
+def training_set(backend, spec: SFTSpec, model, tokenizer):
     """Downstream examples (+ mixed tasks, + replay), shuffled with the spec's seed."""
-    from datasets import Dataset
-
-    data = backend.sft_dataset(spec.dataset, "train", spec.n_examples)
+    data = backend.sft_dataset(spec.dataset, TRAIN, spec.n_examples)
     check_columns(data, ["messages"], f"SFT dataset {spec.dataset!r}")
     rows = [{"messages": m} for m in data["messages"]]
     rows += mixed_examples(backend, spec)
@@ -118,10 +119,6 @@ def build_sft_config(spec: SFTSpec, out_dir: Path, n_processes: int | None = Non
     fp32 master weights under bf16 autocast: at the paper's lr 1e-6 an update of bf16 weights
     (8 mantissa bits, a step of ~2^-8 of the weight) rounds away. ``toy``/``files``: no override.
     """
-    from trl import SFTConfig
-
-    from frpo.stages.launch import check_step_batch, launched_processes, per_process_batch
-
     n_processes = launched_processes() if n_processes is None else n_processes
     kw = trainer_kwargs(spec, out_dir)
     kw.update(
@@ -130,8 +127,6 @@ def build_sft_config(spec: SFTSpec, out_dir: Path, n_processes: int | None = Non
     )
     kw["packing"] = False
     if spec.source.kind == "hub":
-        from frpo.harness.overrides import paper_trainer_overrides
-
         paper = paper_trainer_overrides(1)  # n_gpus only checks vLLM's tensor parallelism
         kw.update({k: paper[k] for k in PAPER_SFT_KEYS})
         init = dict(paper["model_init_kwargs"])
@@ -145,7 +140,9 @@ def build_sft_config(spec: SFTSpec, out_dir: Path, n_processes: int | None = Non
 
 
 def run_sft(spec: SFTSpec, profile: str = "toy") -> Path:
-    """Run ``spec`` unless its run is complete; the run directory either way."""
+    """Run ``spec`` unless its run is complete; the run directory either way. Its parent must
+    be built (:func:`frpo.stages.rundir.model_of`; :func:`frpo.stages.sweep.run_stage` builds
+    it first)."""
     if not isinstance(spec, SFTSpec):
         raise ValueError(f"run_sft needs an SFTSpec, got {type(spec).__name__}")
     backend = open_source(spec.source)
@@ -156,67 +153,48 @@ def run_sft(spec: SFTSpec, profile: str = "toy") -> Path:
     )
     if spec.track is not None:
         check_tasks(backend, spec.track.tasks)
-    start_path = model_path_of(spec, profile)
+    start_path = model_of(spec, profile, backend)
     return run_once(spec, profile, lambda tmp: _train(spec, backend, start_path, tmp))
 
 
-def _train(spec: SFTSpec, backend, start_path: str, tmp: Path) -> dict:
-    from trl import SFTTrainer
+def _train(spec: SFTSpec, backend, start_path: str, tmp: Path) -> dict | None:
+    """Train on every process (:func:`frpo.stages.training.train_and_save`); the main process
+    gets the training metrics, the data set's make-up and the last tracked values."""
 
-    from frpo.stages.tracking import TrajectoryCallback
-
-    torch.manual_seed(spec.seed)
-    tokenizer = load_tokenizer(start_path)
-    hub = spec.source.kind == "hub"  # paper scale: SFTTrainer loads the model from its path
-    model = None if hub and n_replay(spec) == 0 else load_model(start_path, source=spec.source)
-    train = sft_dataset(backend, spec, model, tokenizer)
-    callbacks = []
-    if spec.track is not None:
-        callbacks.append(
-            TrajectoryCallback(
-                backend,
-                spec.track,
-                load_model(start_path, source=spec.source),
-                load_model(backend.base_model_path(), source=spec.source),
-                tokenizer,
-            )
+    def build(tokenizer) -> Setup:
+        hub = spec.source.kind == "hub"  # paper scale: SFTTrainer loads the model from its path
+        model = None if hub and n_replay(spec) == 0 else load_model(start_path, source=spec.source)
+        train = training_set(backend, spec, model, tokenizer)
+        tracker = trajectory_callback(spec, backend, start_path, tokenizer)
+        trainer = SFTTrainer(
+            model=start_path if hub else model,
+            args=build_sft_config(spec, tmp / TRAINER_DIR),
+            train_dataset=train,
+            processing_class=tokenizer,
+            peft_config=lora_config(spec.lora_rank, spec.lora_alpha),
+            callbacks=[] if tracker is None else [tracker],
         )
-    trainer = SFTTrainer(
-        model=start_path if hub else model,
-        args=build_sft_config(spec, tmp / "trainer"),
-        train_dataset=train,
-        processing_class=tokenizer,
-        peft_config=lora_config(spec.lora_rank, spec.lora_alpha),
-        callbacks=callbacks,
-    )
-    trainer.train()
-    history = trainer.state.log_history
-    save_curves(history, tmp)
-    save_trained(trainer, tokenizer, tmp, start_path, spec.source)
-    drop_trainer_dir(tmp / "trainer")
-    metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
-    metrics["frpo/steps"] = trainer.state.global_step
-    metrics["frpo/n_train"] = len(train)
-    metrics["frpo/n_replay"] = n_replay(spec)
-    if spec.mix:
-        metrics.update({f"frpo/n_mix/{t}": n_added(spec, s) for t, s in spec.mix})
-    if callbacks:
-        rows = callbacks[0].rows
-        write_rows(rows, tmp / "trajectory.csv")
-        write_json(tmp / "trajectory.json", rows)
+        made = {"frpo/n_train": len(train), "frpo/n_replay": n_replay(spec)}
+        made.update({f"frpo/n_mix/{t}": n_added(spec, s) for t, s in spec.mix})
+        return Setup(trainer, tracker, made)
+
+    trained = train_and_save(spec, start_path, tmp, build)
+    if trained is None:
+        return None
+    metrics, setup = trained
+    if setup.tracker is not None:
+        last = setup.tracker.rows[-1]
         metrics.update(
             {
-                f"frpo/final_track/{k[len('frpo/track/') :]}": v
-                for k, v in rows[-1].items()
-                if k.startswith("frpo/track/")
+                f"frpo/final_track/{k.removeprefix(TRACK)}": v
+                for k, v in last.items()
+                if k.startswith(TRACK)
             }
         )
     return metrics
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from frpo.stages.launch import cli_main
-
     return cli_main(argv, SFTSpec, run_sft)
 
 

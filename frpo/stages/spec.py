@@ -4,8 +4,13 @@ A spec holds everything that decides a run's result (method, lam, beta, seed, mo
 hyper-parameters, parent run). Two notebooks asking for the same spec get the same directory, so
 the second one reuses the first one's run, and a killed sweep resumes where it stopped.
 
-Specs nest: a downstream fine-tuning spec holds its stage-1 spec as ``parent``; the parent's hash
-is part of the child's, so a changed stage-1 run can never be mistaken for the old one.
+Specs nest: a downstream fine-tuning spec holds its stage-1 spec as ``parent`` (an evaluation
+the run it evaluates as ``model``); the upstream's hash is part of the child's, so a changed
+stage-1 run can never be mistaken for the old one.
+
+:data:`STAGES` is the registry of the kinds of run: for each stage name (a spec's ``stage`` tag
+and its runs' folder), the spec class, the field naming its upstream run, and the module whose
+runner builds it and whose command line (``python -m <module> --spec file.json``) runs one spec.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from frpo.losses import reward_scaling_problem
+from frpo.stages.fields import SpecError, check_field_types, non_negative, positive
+from frpo.toyworld.config import SIZES, WorldConfig
 
 METHODS = ("grpo", "frpo", "grpo_sam")
 ADDED_LATER = "added_later"
@@ -53,13 +61,11 @@ class Source:
             raise SpecError("model", f"Source.kind={self.kind!r} needs a model path or hub id")
         object.__setattr__(self, "data", tuple(tuple(p) for p in self.data))
         if self.kind == "toy":
-            _non_negative("seed", self.seed)
+            non_negative("seed", self.seed)
             object.__setattr__(self, "recipe", _toy_recipe(self))
 
 
 def _toy_recipe(source: Source) -> str:
-    from frpo.toyworld.config import SIZES, WorldConfig
-
     if source.size not in SIZES:
         raise SpecError("size", f"Source.size {source.size!r} unknown; expected one of {SIZES}")
     current = WorldConfig(seed=source.seed, size=source.size).recipe_hash()
@@ -91,7 +97,7 @@ class Track:
         check_field_types(self)
         object.__setattr__(self, "tasks", tuple(self.tasks))
         for name in ("every", "n_prompts", "max_new_tokens"):
-            _positive(name, getattr(self, name))
+            positive(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,7 @@ class RLSpec:
         object.__setattr__(self, "tasks", tuple(self.tasks))
         _check_method(self)
         for name in ("lr", "n_prompts", "max_completion_length", "temperature", "n_eval"):
-            _positive(name, getattr(self, name))
+            positive(name, getattr(self, name))
         if self.beta < 0:
             raise SpecError("beta", f"beta must be finite and >= 0, got {self.beta}")
         if self.num_generations < 2:
@@ -200,7 +206,7 @@ class SFTSpec:
         object.__setattr__(self, "replay_tasks", tuple(self.replay_tasks))
         object.__setattr__(self, "mix", tuple((str(t), float(s)) for t, s in self.mix))
         for name in ("lr", "n_examples", "batch_size", "max_length", "replay_max_new_tokens"):
-            _positive(name, getattr(self, name))
+            positive(name, getattr(self, name))
         if self.full and self.lora_rank:
             raise SpecError("lora_rank", f"lora_rank={self.lora_rank} given for a full "
                             "fine-tuning run (full=True); set full=False for LoRA")  # fmt: skip
@@ -242,8 +248,8 @@ class EvalSpec:
         check_field_types(self)
         object.__setattr__(self, "tasks", tuple(self.tasks))
         for name in ("n_prompts", "n_samples", "max_new_tokens"):
-            _positive(name, getattr(self, name))
-        _non_negative("seed", self.seed)
+            positive(name, getattr(self, name))
+        non_negative("seed", self.seed)
         if self.model is not None and not isinstance(self.model, RLSpec | SFTSpec):
             raise SpecError("model", f"EvalSpec.model must be an RLSpec or SFTSpec, got "
                             f"{self.model!r}")  # fmt: skip
@@ -252,65 +258,17 @@ class EvalSpec:
 # ----------------------------------------------------------------------------- validation
 
 
-class SpecError(ValueError):
-    """A spec field with a bad value; ``field`` names it (``max_steps``, ``source.size``), so a
-    profile check can point at the parameter that set it."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field = field_name
-
-
-_EXPECTED = {  # field annotation -> (accepted check, words for the message)
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
-    "float": (
-        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
-        "a finite number",
-    ),
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "tuple[str, ...]": (
-        lambda v: isinstance(v, list | tuple) and all(isinstance(x, str) for x in v),
-        "a list of strings",
-    ),
-    "tuple[tuple[str, str], ...]": (
-        lambda v: (
-            isinstance(v, list | tuple)
-            and all(isinstance(p, list | tuple) and len(p) == 2 for p in v)
-            and all(isinstance(x, str) for p in v for x in p)
-        ),
-        "(name, path-or-id) string pairs",
-    ),
-}
-
-
-def check_field_types(spec) -> None:
-    """SpecError for the first field whose value is not of its declared type (``max_steps:
-    3.5``, ``lr: "2e-4"``); the spec classes call it first, so every rule lives here."""
-    for f in dataclasses.fields(spec):
-        check = _EXPECTED.get(str(f.type))
-        value = getattr(spec, f.name)
-        if check is not None and not check[0](value):
-            raise SpecError(
-                f.name,
-                f"{type(spec).__name__}.{f.name} must be {check[1]}, got {value!r} "
-                f"({type(value).__name__})",
-            )
-
-
 def _check_method(spec: RLSpec) -> None:
     if spec.method not in METHODS:
         raise SpecError("method", f"unknown method {spec.method!r}; expected one of {METHODS}")
     if spec.method == "frpo":
-        _positive("lam", spec.lam)
+        positive("lam", spec.lam)
     if spec.method == "grpo_sam":
-        _positive("sam_rho", spec.sam_rho)
+        positive("sam_rho", spec.sam_rho)
     if spec.scale_rewards not in SCALE_REWARDS:
         raise SpecError("scale_rewards", f"unknown scale_rewards {spec.scale_rewards!r}; "
                         f"expected one of {SCALE_REWARDS}")  # fmt: skip
     if spec.method == "frpo":
-        from frpo.losses import reward_scaling_problem
-
         problem = reward_scaling_problem(spec.scale_rewards)
         if problem:
             raise SpecError("scale_rewards", problem)
@@ -353,22 +311,12 @@ class BenchSpec:
         object.__setattr__(self, "data", tuple(sorted((str(k), str(v)) for k, v in data)))
         if not (self.lm_eval or self.evalplus or self.safety):
             raise ValueError("BenchSpec needs at least one of lm_eval, evalplus, safety")
-        _positive("max_new_tokens", self.max_new_tokens)
-        _positive("max_gen_toks", self.max_gen_toks)
+        positive("max_new_tokens", self.max_new_tokens)
+        positive("max_gen_toks", self.max_gen_toks)
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
         if self.model is not None and not isinstance(self.model, RLSpec | SFTSpec):
             raise ValueError(f"BenchSpec.model must be an RLSpec or SFTSpec, got {self.model!r}")
-
-
-def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise SpecError(name, f"{name} must be > 0, got {value!r}")
-
-
-def _non_negative(name: str, value: int) -> None:
-    if value < 0:
-        raise SpecError(name, f"{name} must be >= 0, got {value!r}")
 
 
 def _common_checks(spec: RLSpec | SFTSpec) -> None:
@@ -376,9 +324,9 @@ def _common_checks(spec: RLSpec | SFTSpec) -> None:
         raise SpecError("lora_rank", f"lora_rank must be >= 0, got {spec.lora_rank}")
     if spec.lora_alpha < 0:
         raise SpecError("lora_alpha", f"lora_alpha must be >= 0, got {spec.lora_alpha}")
-    _non_negative("seed", spec.seed)
+    non_negative("seed", spec.seed)
     if spec.max_steps <= 0:
-        _positive("epochs", spec.epochs)
+        positive("epochs", spec.epochs)
     if spec.parent is not None and not isinstance(spec.parent, RLSpec | SFTSpec):
         raise SpecError("parent", "parent must be an RLSpec or SFTSpec, got "
                         f"{type(spec.parent).__name__}")  # fmt: skip
@@ -386,7 +334,51 @@ def _common_checks(spec: RLSpec | SFTSpec) -> None:
         raise SpecError("parent", "a run and its parent must share the same source")
 
 
-STAGES = {cls.stage: cls for cls in (RLSpec, SFTSpec, EvalSpec, BenchSpec)}
+# ----------------------------------------------------------------------------- the stages
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One kind of run: the spec it takes, the run it reads a model from, the module running it."""
+
+    spec: type
+    upstream: str
+    """The spec field naming the run whose saved model this one reads: ``parent`` (it starts
+    from it) or ``model`` (it evaluates it); None there means the source's base model."""
+    module: str
+    """The module whose runner builds the run and whose command line runs one spec file."""
+    runner: str
+    """The runner's name in ``module``: ``runner(spec, profile) -> Path``."""
+
+    @property
+    def name(self) -> str:
+        """The spec's ``stage`` tag, and the folder of its runs (``runs/<profile>/<name>/``)."""
+        return self.spec.stage
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage(RLSpec, "parent", "frpo.stages.rlhf", "run_rl"),
+        Stage(SFTSpec, "parent", "frpo.stages.sft", "run_sft"),
+        Stage(EvalSpec, "model", "frpo.stages.evaluate", "run_eval"),
+        Stage(BenchSpec, "model", "frpo.stages.benchmarks", "run_bench"),
+    )
+}
+
+
+def stage_of(spec: Any) -> Stage:
+    """The :class:`Stage` of a run spec (ValueError for anything else)."""
+    stage = STAGES.get(getattr(type(spec), "stage", None))
+    if stage is None or not isinstance(spec, stage.spec):
+        raise ValueError(f"not a run spec: {type(spec).__name__}")
+    return stage
+
+
+def upstream_of(spec: Any):
+    """The run whose saved model ``spec``'s run reads (its ``parent`` or ``model``), or None
+    when it reads the source's base model (pi_ref)."""
+    return getattr(spec, stage_of(spec).upstream)
 
 
 def to_dict(spec: Any) -> Any:
@@ -412,7 +404,7 @@ def from_dict(d: dict) -> RLSpec | SFTSpec | EvalSpec | BenchSpec:
     stage = d.pop("stage", None)
     if stage not in STAGES:
         raise SpecError("stage", f"unknown stage {stage!r}; expected one of {sorted(STAGES)}")
-    cls = STAGES[stage]
+    cls = STAGES[stage].spec
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:

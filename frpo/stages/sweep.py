@@ -1,9 +1,11 @@
 """Run any spec, or a list of specs, resuming: complete runs are skipped, never redone.
 
-``run_stage(spec, profile) -> Path`` dispatches on the spec's type; ``run_sweep(specs, profile)``
-runs a list in order with a progress bar. Because each run is written atomically and named by the
-hash of its spec (:mod:`frpo.stages.rundir`), killing a sweep and starting it again redoes only the
-run that was in flight.
+``run_stage(spec, profile) -> Path`` builds the run a spec reads its model from first (its
+``parent`` or ``model``, recursively), then the spec's own with its stage's runner
+(:data:`frpo.stages.spec.STAGES`); ``run_sweep(specs, profile)`` runs a list in order with a
+progress bar. Because each run is written atomically and named by the hash of its spec
+(:mod:`frpo.stages.rundir`), killing a sweep and starting it again redoes only the run that was
+in flight.
 
 CLI: ``python -m frpo.stages.sweep --specs specs.json [--profile toy]`` (a JSON list of specs).
 """
@@ -13,36 +15,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from frpo.stages.spec import BenchSpec, EvalSpec, RLSpec, SFTSpec, from_dict
+from tqdm import tqdm
+
+from frpo.stages import benchmarks, evaluate, rlhf, sft
+from frpo.stages.spec import STAGES, from_dict, stage_of, upstream_of
+
+_MODULES = {m.__name__: m for m in (rlhf, sft, evaluate, benchmarks)}
+RUNNERS: dict[str, Callable[..., Path]] = {
+    name: getattr(_MODULES[stage.module], stage.runner) for name, stage in STAGES.items()
+}
+"""Stage name -> its runner, ``runner(spec, profile) -> Path``, as :data:`STAGES` names it."""
 
 
 def run_stage(spec, profile: str = "toy") -> Path:
-    """The finished run directory of ``spec`` (running it, and its parents, when needed)."""
-    if isinstance(spec, RLSpec):
-        from frpo.stages.rlhf import run_rl
-
-        return run_rl(spec, profile)
-    if isinstance(spec, SFTSpec):
-        from frpo.stages.sft import run_sft
-
-        return run_sft(spec, profile)
-    if isinstance(spec, EvalSpec):
-        from frpo.stages.evaluate import run_eval
-
-        return run_eval(spec, profile)
-    if isinstance(spec, BenchSpec):
-        from frpo.stages.benchmarks import run_bench
-
-        return run_bench(spec, profile)
-    raise ValueError(f"not a run spec: {type(spec).__name__}")
+    """The finished run directory of ``spec`` (running it, and its upstream runs, when needed)."""
+    stage = stage_of(spec)
+    upstream = upstream_of(spec)
+    if upstream is not None:
+        run_stage(upstream, profile)
+    return RUNNERS[stage.name](spec, profile)
 
 
 def run_sweep(specs: list, profile: str = "toy", progress: bool = True) -> list[Path]:
     """Run every spec in order (skipping complete ones); their directories."""
-    from tqdm.auto import tqdm
-
     return [run_stage(s, profile) for s in tqdm(specs, desc="runs", disable=not progress)]
 
 

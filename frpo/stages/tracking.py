@@ -6,7 +6,8 @@ end, on fixed held-out prompts of the stage-1 tasks:
 - ``frpo/track/reward/<task>``: mean stage-1 reward of answers sampled from the current model;
 - ``frpo/track/kl_start``: per-token KL(current || starting model) on those answers;
 - ``frpo/track/kl_ref``: per-token KL(current || pi_ref) on the same answers;
-- ``frpo/exact/...``: the world's exact safety metrics, when it provides them.
+- ``frpo/exact/...``: the metrics the world computes exactly for the tracked tasks, when it has
+  them (:func:`frpo.stages.backend.exact_metrics`).
 
 Both KLs are KL(Q || P) with Q the current model (the paper's ball constraint direction),
 estimated as in :mod:`frpo.stages.sampling`. Rows go to ``self.rows`` (one dict per measurement).
@@ -19,24 +20,10 @@ import time
 import torch
 from transformers import TrainerCallback
 
-from frpo.stages.sampling import Samples, kl_to, sample, score
-from frpo.stages.sources import HELDOUT
+from frpo.splits import HELDOUT
+from frpo.stages.backend import exact_metrics
+from frpo.stages.sampling import Samples, kl_to, mean_rewards, sample
 from frpo.stages.spec import Track
-
-
-def exact_metrics(backend, model, prompts) -> dict[str, float]:
-    """The world's exact safety metrics (scalar ``frpo/exact/...`` means), {} when it has none."""
-    fn = getattr(backend, "exact_safety", None)
-    if fn is None:
-        return {}
-    value = fn(model, prompts)
-    if not isinstance(value, dict):
-        return {"frpo/exact/safety": float(value)}
-    out = {}
-    for k, v in value.items():  # scalar means only (per-prompt lists are left out)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            out[k if k.startswith("frpo/") else f"frpo/exact/{k}"] = float(v)
-    return out
 
 
 class TrajectoryCallback(TrainerCallback):
@@ -66,7 +53,7 @@ class TrajectoryCallback(TrainerCallback):
                 self.track.max_new_tokens,
                 seed=self.track.seed,
             )
-            rewards = score(self.backend.reward_funcs(task), data, samples)
+            rewards = mean_rewards(self.backend.reward_funcs(task), data, samples)
             row[f"frpo/track/reward/{task}"] = rewards["total"]
             prompts_all += data["prompt"]
             ids_p += samples.prompt_ids
@@ -74,8 +61,8 @@ class TrajectoryCallback(TrainerCallback):
         pooled = Samples(ids_p, ids_c, [])
         row["frpo/track/kl_start"] = kl_to(model, self.start_model, pooled)
         row["frpo/track/kl_ref"] = kl_to(model, self.ref_model, pooled)
-        if "safety" in self.sets:
-            row.update(exact_metrics(self.backend, model, self.sets["safety"]["prompt"]))
+        for task, data in self.sets.items():
+            row.update(exact_metrics(self.backend, task, model, data["prompt"]))
         row["frpo/track/seconds"] = time.perf_counter() - t0
         self.rows.append(row)
         self._last_step = step

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from frpo.splits import SPLITS
 from frpo.toyworld import lexicon, problems
 from frpo.toyworld.lexicon import Action
 
 TASKS = ("safety", "alpaca", "gsm8k", "math", "code", "helpful", "attack")
 """Task names. A task's position seeds its split and shuffle: append new tasks, never reorder."""
-SPLITS = ("train", "heldout")
 HELDOUT_FRACTION = 0.2
 SAFETY_HARMLESS_SHARE = {"borderline": 0.7, "harmless": 0.3}
 """The safety task's harmless half: mostly OR-Bench-like borderline requests, some plain ones."""

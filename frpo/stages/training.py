@@ -1,4 +1,21 @@
-"""Pieces every training runner shares: starting model, trainer arguments, saving, curves."""
+"""What the RL and SFT runners share: one train-and-save skeleton and its pieces.
+
+:func:`train_and_save` is a training run's body (:func:`frpo.stages.rundir.run_once` calls it
+with the run's temporary directory): seed torch with the spec's seed, load the start model's
+tokenizer, let the runner build its trainer (:class:`Setup`: the TRL trainer, the trajectory
+callback of a tracked run, the metrics the runner knows before training), train, then write into
+the run directory
+
+- ``model/``: the trained model (LoRA merged) and tokenizer (:func:`save_trained`);
+- ``curves.csv`` / ``curves.json``: TRL's log history, one row per logged step;
+- ``trajectory.csv`` / ``.json``: the tracked rows (:mod:`frpo.stages.tracking`), if tracked;
+
+and drop the trainer's own output directory. Its metrics: the last logged value of every numeric
+key under ``frpo/train/...``, ``frpo/steps``, and the runner's own. What differs between the
+runners stays in them: the RL runner keeps the trained model for a resumed evaluation and
+evaluates it on the main process (:mod:`frpo.stages.rlhf`); the SFT runner builds its mixed and
+replayed data set (:mod:`frpo.stages.sft`).
+"""
 
 from __future__ import annotations
 
@@ -6,32 +23,73 @@ import csv
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from frpo.stages.rundir import write_json
+import torch
+from peft import LoraConfig, PeftModel
 
-MODEL_DIR = "model"
+from frpo.stages.backend import load_model, load_tokenizer
+from frpo.stages.rundir import MODEL_DIR, write_json
+from frpo.stages.tracking import TrajectoryCallback
+
 ADAPTER_CONFIG = "adapter_config.json"  # what a saved PEFT adapter directory holds
+TRAINER_DIR = "trainer"  # the trainer's own output directory inside the run's, dropped at the end
 
 
-def model_path_of(spec, profile: str) -> str:
-    """The model a run starts from: its parent's saved model (running the parent first when it
-    is not complete), or the source's base model (pi_ref)."""
-    from frpo.stages.sources import open_source
+class Setup(NamedTuple):
+    """What a runner builds to train (:func:`train_and_save`)."""
 
-    if spec is None:
-        raise ValueError("model_path_of needs a spec")
-    if spec.parent is None:
-        return str(open_source(spec.source).base_model_path())
-    from frpo.stages.sweep import run_stage
+    trainer: Any
+    """The TRL trainer, ready to ``train()``."""
+    tracker: TrajectoryCallback | None = None
+    """Its trajectory callback (one of the trainer's callbacks), None for an untracked run."""
+    metrics: dict | None = None
+    """Metrics the runner knows before training (data set sizes), added to the run's."""
 
-    return str(run_stage(spec.parent, profile) / MODEL_DIR)
+
+def train_and_save(
+    spec, start_path: str, tmp: Path, build: Callable[[Any], Setup]
+) -> tuple[dict, Setup] | None:
+    """Train ``spec`` from ``start_path`` with the trainer ``build(tokenizer)`` makes, and save
+    the result into ``tmp`` (module docstring); ``(metrics, setup)`` on the main process, None
+    on the others (they train along and write nothing)."""
+    torch.manual_seed(spec.seed)
+    tokenizer = load_tokenizer(start_path)
+    setup = build(tokenizer)
+    trainer = setup.trainer
+    trainer.train()
+    save_trained(trainer, tokenizer, tmp, start_path, spec.source)  # ZeRO-3: a collective
+    if not trainer.args.should_save:
+        return None
+    history = trainer.state.log_history
+    save_curves(history, tmp)
+    shutil.rmtree(tmp / TRAINER_DIR, ignore_errors=True)
+    if setup.tracker is not None:
+        save_curves(setup.tracker.rows, tmp, "trajectory")
+    metrics = {f"frpo/train/{k}": v for k, v in last_logged(history).items()}
+    metrics["frpo/steps"] = trainer.state.global_step
+    metrics.update(setup.metrics or {})
+    return metrics, setup
+
+
+def trajectory_callback(spec, backend, start_path: str, tokenizer) -> TrajectoryCallback | None:
+    """The trajectory callback of a run with ``spec.track`` (None without): rewards and KLs to
+    the start model and to pi_ref (:mod:`frpo.stages.tracking`)."""
+    if spec.track is None:
+        return None
+    return TrajectoryCallback(
+        backend,
+        spec.track,
+        load_model(start_path, source=spec.source),
+        load_model(backend.base_model_path(), source=spec.source),
+        tokenizer,
+    )
 
 
 def trainer_kwargs(spec, out_dir: Path) -> dict:
     """TrainingArguments shared by the RL and SFT runners (CPU-safe, no checkpoints, no hub)."""
-    import torch
-
     kw = dict(
         output_dir=str(out_dir),
         learning_rate=spec.lr,
@@ -55,8 +113,6 @@ def lora_config(rank: int, alpha: int):
     """A LoRA adapter on every linear layer (None for rank 0: full fine-tuning)."""
     if rank <= 0:
         return None
-    from peft import LoraConfig
-
     return LoraConfig(
         r=rank, lora_alpha=alpha or rank, target_modules="all-linear", task_type="CAUSAL_LM"
     )
@@ -99,8 +155,6 @@ def save_trained(trainer, tokenizer, run_dir: Path, start_path: str, source=None
     if main:
         (out / "training_args.bin").unlink(missing_ok=True)  # Trainer's record, not the model's
         if (out / ADAPTER_CONFIG).is_file():
-            from frpo.stages.sources import load_model
-
             merge_adapter(out, load_model(start_path, source=source))
         enable_kv_cache(model_dir=out)
         tokenizer.save_pretrained(out)
@@ -133,8 +187,6 @@ def enable_kv_cache(model=None, model_dir: Path | None = None) -> None:
 def merge_adapter(model_dir: Path, base) -> None:
     """Merge the PEFT adapter saved in ``model_dir`` into ``base`` and save the merged model there
     (the adapter files are removed, so the directory loads as a plain model)."""
-    from peft import PeftModel
-
     model_dir = Path(model_dir)
     merged = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
     for f in model_dir.glob("adapter_*"):
@@ -177,7 +229,3 @@ def last_logged(log_history: list[dict]) -> dict:
             if isinstance(v, int | float) and not isinstance(v, bool):
                 out[k] = float(v)
     return out
-
-
-def drop_trainer_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
