@@ -61,8 +61,17 @@ def load_reference(profile: str, root: Path | None = None) -> dict | None:
     return data
 
 
-def make_reference(board: list[dict], *, profile: str, commit: str, machine: dict) -> dict:
-    """A reference from a scoreboard (:func:`frpo.claims.scoreboard` rows)."""
+def make_reference(
+    board: list[dict],
+    *,
+    profile: str,
+    commit: str,
+    machine: dict,
+    notebook_wall_s: dict[str, float] | None = None,
+) -> dict:
+    """A reference from a scoreboard (:func:`frpo.claims.scoreboard` rows), with the seconds each
+    notebook took in that build (``notebook_wall_s``: the book runner starts the longest first,
+    :func:`frpo.book.execute.expected_walls`)."""
     parts = {
         p["key"]: {k: p.get(k) for k in PART_FIELDS}
         for row in board
@@ -75,6 +84,7 @@ def make_reference(board: list[dict], *, profile: str, commit: str, machine: dic
         "machine": machine,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "parts": parts,
+        "notebook_wall_s": dict(sorted((notebook_wall_s or {}).items())),
     }
 
 
@@ -144,6 +154,19 @@ def _git_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def _notebook_walls(manifest: Path) -> dict[str, float]:
+    """Seconds of each notebook's last successful execution in a runs folder's manifest."""
+    try:
+        notebooks = json.loads(manifest.read_text()).get("notebooks", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {
+        name: round(float(e["wall_s"]), 1)
+        for name, e in notebooks.items()
+        if isinstance(e, dict) and e.get("status") == "ok" and e.get("wall_s")
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m frpo.reference", description=__doc__)
     parser.add_argument("command", choices=("write", "show"))
@@ -164,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     machine = {k: env[k] for k in ("cpu", "cpu_count", "memory_gib", "platform", "gpus")}
     machine["torch"] = env["packages"].get("torch")
     ref = make_reference(
-        json.loads(claims.read_text()), profile=args.profile, commit=_git_commit(), machine=machine
+        json.loads(claims.read_text()),
+        profile=args.profile,
+        commit=_git_commit(),
+        machine=machine,
+        notebook_wall_s=_notebook_walls(runs_dir(args.profile) / "manifest.json"),
     )
     path = reference_path(args.profile)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -250,3 +250,45 @@ def test_ctrl_c_records_the_interruption_and_keeps_what_finished(tmp_path, recor
     assert manifest["notebooks"]["01_alpha"]["status"] == "ok"
     assert "02_beta" not in manifest["notebooks"]
     assert manifest["invocations"][-1]["status"] == "interrupted while running 02_beta"
+
+
+def _recorder(monkeypatch):
+    """papermill stand-in that records the order notebooks start in."""
+    starts = []
+
+    def fake(input_path, output_path, parameters=None, **kwargs):
+        starts.append(parameters["run_dir"].rsplit("/", 1)[-1])
+        shutil.copy(input_path, output_path)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    return starts
+
+
+def test_several_jobs_start_the_longest_expected_notebook_first(tmp_path, monkeypatch):
+    dirs = make_fixture_repo(tmp_path)
+    _add_independent_notebook(dirs, "03_gamma")
+    _add_independent_notebook(dirs, "04_delta")
+    starts = _recorder(monkeypatch)
+    walls = {"03_gamma": 100.0, "04_delta": 50.0}  # 01 and 02 unknown: 0
+    monkeypatch.setattr(execute, "expected_walls", lambda profile, manifest: walls)
+    run_profile("fix", progress=False, jobs=2, **dirs)
+    assert set(starts[:2]) == {"03_gamma", "04_delta"}  # 01 (plan order first) waits
+    assert starts.index("01_alpha") < starts.index("02_beta")
+    starts.clear()
+    run_profile("fix", progress=False, jobs=1, force=True, **dirs)
+    assert starts == ["01_alpha", "02_beta", "03_gamma", "04_delta"]  # one job: the plan's order
+
+
+def test_expected_walls_prefer_this_runs_folder_over_the_reference(monkeypatch):
+    from frpo import reference
+
+    ref = {"parts": {}, "notebook_wall_s": {"01_alpha": 5.0, "02_beta": 7.0}}
+    monkeypatch.setattr(reference, "load_reference", lambda profile: ref)
+    manifest = {"notebooks": {"02_beta": {"status": "ok", "wall_s": 3.5}, "03_x": {"wall_s": None}}}
+    assert execute.expected_walls("fix", manifest) == {"01_alpha": 5.0, "02_beta": 3.5}
+
+    def damaged(profile):
+        raise ValueError("reference/fix.json is not valid JSON")
+
+    monkeypatch.setattr(reference, "load_reference", damaged)
+    assert execute.expected_walls("fix", {"notebooks": {}}) == {}

@@ -132,3 +132,16 @@ def test_the_package_key_covers_the_reference_data(tmp_path):
     with_ref = package_hash(pkg)
     (tmp_path / "reference" / "toy.json").write_text('{"parts": {"C1": {}}}')
     assert len({before, with_ref, package_hash(pkg)}) == 3  # a new reference re-executes 10
+
+
+def test_the_reference_keeps_each_notebooks_seconds_from_the_manifest(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"notebooks": {
+        "03_rlhf_safety": {"status": "ok", "wall_s": 451.06},
+        "05_downstream_sft": {"status": "failed", "wall_s": 12.0},
+    }}))  # fmt: skip
+    assert reference._notebook_walls(manifest) == {"03_rlhf_safety": 451.1}
+    assert reference._notebook_walls(tmp_path / "missing.json") == {}
+    ref = reference.make_reference([], profile="toy", commit="abc", machine={},
+                                   notebook_wall_s={"b": 2.0, "a": 1.0})  # fmt: skip
+    assert list(ref["notebook_wall_s"]) == ["a", "b"]

@@ -188,6 +188,23 @@ def stop_kernels(timeout: float = 5.0) -> list[int]:
     return [k.pid for k in kernels]
 
 
+def expected_walls(profile: str, manifest: dict) -> dict[str, float]:
+    """Seconds each notebook is expected to take: its last execution in this runs folder
+    (``manifest``), else the reference build's (``reference/<profile>.json``,
+    ``notebook_wall_s``), else unknown (absent)."""
+    from frpo.reference import load_reference
+
+    try:
+        ref = load_reference(profile) or {}
+    except ValueError:  # a damaged reference only costs the schedule its hints
+        ref = {}
+    out = {k: float(v) for k, v in (ref.get("notebook_wall_s") or {}).items()}
+    for name, entry in manifest.get("notebooks", {}).items():
+        if isinstance(entry, dict) and isinstance(entry.get("wall_s"), int | float):
+            out[name] = float(entry["wall_s"])
+    return out
+
+
 class Execution:
     """One ``book run``: reuse or start notebooks as their dependencies finish (up to ``jobs``
     at once), record each result and the invocation in the manifest (merged under its lock)."""
@@ -244,18 +261,34 @@ class Execution:
         self.bar.set_postfix_str(", ".join(self.running))
 
     def start_ready(self, manifest: dict) -> None:
-        """Reuse, or start (up to ``jobs`` at once), every pending notebook whose dependencies
-        are finished; in plan order, so ``jobs=1`` runs exactly the plan's sequence."""
-        for item in list(self.pending):
-            if any(d in self.in_plan and d not in self.finished for d in item.spec.depends_on):
-                continue
-            if not item.stale:
-                wall = manifest["notebooks"].get(item.name, {}).get("wall_s") or 0.0
-                self.pending.remove(item)
-                self._reuse(item, wall, f"up to date, reused ({wall:.1f} s when executed)")
-            elif len(self.running) < self.jobs:
-                self.pending.remove(item)
-                self._start(item)
+        """Reuse every pending notebook whose dependencies are finished and is up to date, then
+        start (up to ``jobs`` at once) the stale ones among them: with one job in plan order, so
+        ``jobs=1`` runs exactly the plan's sequence; with several, the longest expected first
+        (:func:`expected_walls`), so that a long notebook does not start last and run alone."""
+        reused = True
+        while reused:  # a reused notebook can make later ones ready
+            reused = False
+            for item in self._ready():
+                if not item.stale:
+                    wall = manifest["notebooks"].get(item.name, {}).get("wall_s") or 0.0
+                    self.pending.remove(item)
+                    self._reuse(item, wall, f"up to date, reused ({wall:.1f} s when executed)")
+                    reused = True
+        ready = self._ready()
+        if self.jobs > 1:
+            expected = expected_walls(self.prof.name, manifest)
+            ready.sort(key=lambda item: -expected.get(item.name, 0.0))  # stable: ties in plan order
+        for item in ready[: max(0, self.jobs - len(self.running))]:
+            self.pending.remove(item)
+            self._start(item)
+
+    def _ready(self) -> list[Planned]:
+        """Pending notebooks whose dependencies (in this plan) are finished, in plan order."""
+        return [
+            item
+            for item in self.pending
+            if all(d not in self.in_plan or d in self.finished for d in item.spec.depends_on)
+        ]
 
     def _failed(self, item: Planned, partial: Path, err: BaseException, wall: float) -> None:
         summary = _summarise_failure(err, partial)
