@@ -21,10 +21,15 @@ on harmful prompts (lower unsafe mass is safer), is reported beside it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import pandas as pd
+
 from frpo.analysis.downstream import TRACK_KL, TRACK_SAFETY, curve, paired_gaps, read_trajectory
-from frpo.recipes import sft_spec, stage1_spec
+from frpo.claims import Evidence, record_evidence
+from frpo.recipes import method_key, sft_spec, stage1_spec
 
 REFUSAL = "frpo/exact/harmful/refusal_mass"
 """Exact probability of a clean refusal on the tracked harmful prompts (toy world)."""
@@ -77,8 +82,6 @@ def attack_specs(
 def trajectories(runs: Mapping):
     """One long DataFrame of every attack trajectory: ``method``, ``setting``, ``seed``, the
     trajectory row's metrics (``step``, :data:`TRACK_KL`, :data:`TRACK_SAFETY`, ...)."""
-    import pandas as pd
-
     rows = []
     for (method, setting, seed), path in runs.items():
         for row in read_trajectory(path):
@@ -94,9 +97,6 @@ def matched_gaps(runs: Mapping, main: str, reference: str = "grpo", ys=(TRACK_SA
     its t-interval), ``end_gap`` (last points), ``kl_common`` (mean over seeds), ``main`` and
     ``reference`` (the two trajectories read at the common KL, mean over seeds) and ``n``.
     """
-    import numpy as np
-    import pandas as pd
-
     settings = list(dict.fromkeys(s for (_, s, _) in runs))
     rows = []
     for setting in settings:
@@ -145,8 +145,6 @@ def study(
     (:func:`trajectories`), ``gaps`` (:func:`matched_gaps` of the safety reward and the exact
     refusal and unsafe masses) and ``main_setting`` (the C10.attack setting).
     """
-    from frpo.recipes import method_key
-
     main = method_key("frpo", lam_main)
     if attack["lr_main"] not in attack["lrs"]:
         raise ValueError(f"attack.lr_main {attack['lr_main']:g} is not one of attack.lrs")
@@ -164,10 +162,6 @@ def record_attack(run_dir, result: Mapping, lam_main: float) -> dict:
     """Record C10.attack: FRPO(``lam_main``) minus GRPO at the common KL of the harmful SFT at
     ``lr_main``, over seeds, on the exact refusal mass of harmful requests where the world has it
     (the rule of :mod:`frpo.claims`, as for C2), the sampled safety reward beside it."""
-    import math
-
-    from frpo.claims import Evidence, record_evidence
-
     gaps = result["gaps"]
     mine = gaps[gaps["setting"] == result["main_setting"]].set_index("y")
     y = REFUSAL if REFUSAL in mine.index else TRACK_SAFETY

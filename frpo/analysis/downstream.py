@@ -28,9 +28,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from frpo.recipes import objective_lam, sweep_lam
 from frpo.stats import interpolate_at, paired_difference
+from frpo.theory import taylor_lambda
 
 TRACK_KL = "frpo/track/kl_start"
 """Per-token KL(Q || stage-1 model) along a downstream run."""
@@ -233,8 +235,6 @@ def taylor_target(std: float, rho_lo: float, rho_hi: float) -> tuple[float, floa
     lam* decreases in rho, so the low end comes from ``rho_hi`` (the paper's Fig. 3 right:
     std 0.07, rho in [0.02, 0.3] gives [0.09, 0.35]).
     """
-    from frpo.theory import taylor_lambda
-
     if not 0 < rho_lo <= rho_hi:
         raise ValueError(f"need 0 < rho_lo <= rho_hi, got {rho_lo}, {rho_hi}")
     return float(taylor_lambda(std, rho_hi)), float(taylor_lambda(std, rho_lo))
@@ -260,8 +260,6 @@ def trajectory_frame(runs: Mapping[tuple, str | Path], names=("method", "dataset
     columns, ``lam`` (:func:`frpo.recipes.objective_lam`, when ``method`` is named) and the row's
     metrics.
     """
-    import pandas as pd
-
     out = []
     for key, path in runs.items():
         if len(key) != len(names):
@@ -290,8 +288,6 @@ judge metric on that task's held-out prompts (greedy answers)."""
 
 def metrics_frame(runs: Mapping[tuple, str | Path], names: Sequence[str]):
     """One ``pandas.DataFrame`` row per run: the ``names`` tags and its ``metrics.json``."""
-    import pandas as pd
-
     out = []
     for key, path in runs.items():
         if len(key) != len(names):

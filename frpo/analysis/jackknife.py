@@ -19,10 +19,13 @@ Notebook 02 reads these helpers:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import comb
 
 import numpy as np
 import pandas as pd
+import torch
 
+from frpo.losses import entropic_advantages, frpo_loss
 from frpo.theory.jackknife import MAX_ENUMERATION, log_partition_bias, weight_bias
 
 ESTIMATORS = {"plain": False, "jackknife": True}
@@ -31,8 +34,6 @@ ESTIMATORS = {"plain": False, "jackknife": True}
 
 def n_groups_exact(n_outcomes: int, group_size: int) -> int:
     """How many multisets of ``group_size`` draws from ``n_outcomes`` outcomes exist."""
-    from math import comb
-
     return comb(group_size + n_outcomes - 1, n_outcomes - 1)
 
 
@@ -182,10 +183,6 @@ def onpolicy_gradients(
     :func:`frpo.losses.entropic_advantages`. Returns ``g_loss`` and ``g_grpo`` (``(n_groups * G,
     n_tokens)`` float64 tensors), ``max_abs_diff`` and ``max_abs`` (the size of ``g_loss``).
     """
-    import torch
-
-    from frpo.losses import entropic_advantages, frpo_loss
-
     r = torch.as_tensor(np.asarray(rewards, dtype=np.float64))
     if r.dim() != 2 or r.shape[1] < 2:
         raise ValueError(f"rewards must be (n_groups, G >= 2), got shape {tuple(r.shape)}")
@@ -221,10 +218,6 @@ def large_lam_factor(rewards, lams: Sequence[float], jackknife: bool = True) -> 
     residual ``|Ahat - f A| / |Ahat|``. Columns ``lam``, ``factor``, ``residual``, ``G`` and
     ``G_over_G_minus_1`` (the jackknife's predicted limit).
     """
-    import torch
-
-    from frpo.losses import entropic_advantages
-
     r = torch.as_tensor(np.asarray(rewards, dtype=np.float64))
     if r.dim() != 2 or r.shape[1] < 2:
         raise ValueError(f"rewards must be (n_groups, G >= 2), got shape {tuple(r.shape)}")

@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from frpo.recipes import objective_lam
+from frpo.recipes import make_source, objective_lam
+from frpo.stages.backend import load_model, load_tokenizer
+from frpo.stages.rlhf import held_out_metrics
+from frpo.stages.sources import open_source
 from frpo.stats import mean_interval, paired_difference
 
 SUMMARY_KEYS = ("train_runtime", "train_loss")
@@ -155,11 +158,6 @@ def base_reference(world: Mapping, stage1: Mapping) -> dict[str, float]:
     ``stage1["max_completion_length"]`` tokens, as :func:`frpo.stages.rlhf.held_out_metrics` does
     for a trained run. Keys ``frpo/base/reward/<task>`` (and per reward function).
     """
-    from frpo.recipes import make_source
-    from frpo.stages.backend import load_model, load_tokenizer
-    from frpo.stages.rlhf import held_out_metrics
-    from frpo.stages.sources import open_source
-
     missing = [k for k in ("tasks", "n_eval", "max_completion_length") if k not in stage1]
     if missing:
         raise ValueError(f"base_reference: the stage1 block lacks {missing}")

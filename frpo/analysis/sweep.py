@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from frpo.splits import HELDOUT
+from frpo.theory import robust_reward
+
 MODES = {"full": 0, "lora16": 16, "lora32": 32}
 """Fine-tuning mode -> LoRA rank (0 = full fine-tuning)."""
 EPOCHS = (1, 2)
@@ -165,8 +168,6 @@ def predicted_robust(rewards, rhos_whole: Sequence[float]) -> np.ndarray:
     ``rewards``: ``(n_prompts, n_samples)`` stage-1 rewards on held-out prompts. A KL estimate
     slightly below 0 is noise around 0; it is read as rho = 0 (the plain mean reward).
     """
-    from frpo.theory import robust_reward
-
     r = np.asarray(rewards, dtype=np.float64)
     if r.ndim != 2:
         raise ValueError(f"rewards must be (n_prompts, n_samples), got shape {r.shape}")
@@ -180,8 +181,6 @@ def reward_matrix(eval_run: str | Path, backend, task: str = "safety") -> np.nda
     sampled answer with the backend's reward functions of ``task`` (summed, as TRL sums them);
     the prompts' columns come from the held-out split, in the order the eval run used.
     """
-    from frpo.splits import HELDOUT
-
     path = Path(eval_run) / "completions.jsonl"
     if not path.is_file():
         raise ValueError(f"{eval_run}: no completions.jsonl")

@@ -36,11 +36,25 @@ average-constrained dual's Taylor expansion is ``E r - E_x Var_x / (2 lam) - lam
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from frpo.theory import robust_reward
+from frpo.analysis.downstream import read_metric
+from frpo.claims import Evidence, record_evidence
+from frpo.recipes import method_key, stage1_spec, sweep_lam
+from frpo.splits import HELDOUT
+from frpo.stages.backend import load_model, load_tokenizer
+from frpo.stages.rundir import read_json, write_json
+from frpo.stages.sampling import sample
+from frpo.stages.sources import open_source
+from frpo.stages.spec import run_name
+from frpo.stats import paired_difference
+from frpo.theory import robust_reward, worst_case_reward
 
 MEASURE_VERSION = 1
 """Enters the cache name of every measurement (:func:`measured_runs`): bump it when what
@@ -142,8 +156,6 @@ def sample_rewards(backend, model, tokenizer, data, n_samples: int, max_new_toke
     every answer is scored by the sum of the safety task's reward functions, as the stage-1
     trainer scores it. A reward function that returns None for a safety answer is an error.
     """
-    from frpo.stages.sampling import sample
-
     n = len(data)
     rep = data.select([i for i in range(n) for _ in range(n_samples)])
     samples = sample(model, tokenizer, rep["prompt"], max_new_tokens, seed=seed)
@@ -171,9 +183,6 @@ def measure_model(backend, model_dir, source, n_prompts: int, n_samples: int, ma
     first ``n_prompts`` held-out safety prompts; ``category`` per prompt; ``exact``: the world's
     per-prompt class masses (``exact_safety(...)["per_prompt"]``) or None when it has none.
     """
-    from frpo.splits import HELDOUT
-    from frpo.stages.backend import load_model, load_tokenizer
-
     data = backend.dataset("safety", HELDOUT, n_prompts)
     model = load_model(str(model_dir), source=source).eval()
     tokenizer = load_tokenizer(str(model_dir))
@@ -193,8 +202,6 @@ def dual_primal_gap(measured: Mapping, rhos: Sequence[float], n_prompts: int = 3
     Absolute, on the reward's own [0, 1] scale: where the worst case is near 0 a relative gap
     divides by it (a toy build saw dual 0.00193 and primal 0.00193008, relative 4e-5, absolute
     8e-8, SLSQP's convergence), and the reward scale is what the figures read."""
-    from frpo.theory import worst_case_reward
-
     problems = [(np.asarray(measured["rewards"])[:n_prompts], None)]
     if measured.get("exact") is not None:
         head = {k: v[:n_prompts] for k, v in measured["exact"].items()}
@@ -221,13 +228,6 @@ def measured_runs(
     the run's name and the measurement settings, so a re-executed notebook measures nothing
     twice. ``quiet(label)``: a context manager that keeps the libraries' output out of the
     notebook while a model is measured (:func:`frpo.experiments.runs.quietly`)."""
-    import contextlib
-    from pathlib import Path
-
-    from frpo.stages.rundir import read_json, write_json
-    from frpo.stages.sources import open_source
-    from frpo.stages.spec import run_name
-
     dirs = run(specs, "stage-1 runs")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -257,11 +257,6 @@ def run_table(measured: Mapping):
     final per-token KL to pi_ref (``frpo/final/kl_ref``, notebook 03's matching), the sampled
     mean and within-prompt std of the safety reward, and, with exact masses, the exact mean-reward
     bracket and the harmful prompts' refusal and unsafe (comply + refuse-then-comply) mass."""
-    import pandas as pd
-
-    from frpo.analysis.downstream import read_metric
-    from frpo.recipes import sweep_lam
-
     rows = []
     for (method, seed), m in measured.items():
         r = np.asarray(m["rewards"], dtype=np.float64)
@@ -288,10 +283,6 @@ def run_table(measured: Mapping):
 def curve_table(measured: Mapping, rhos: Sequence[float]):
     """Long table of worst cases: ``method``, ``seed``, ``lam``, ``rho``, ``estimator``,
     ``value`` for every measured run and radius (``rho = 0`` is the mean reward)."""
-    import pandas as pd
-
-    from frpo.recipes import sweep_lam
-
     rows = []
     for (method, seed), m in measured.items():
         for row in curve_rows(m, rhos):
@@ -303,8 +294,6 @@ def targeted_rhos(runs, methods: Sequence[str], reference: str = "grpo") -> dict
     """``{method: rho its lam targets}`` (:func:`targeted_rho`), with ``std`` the reference
     method's within-prompt std of sampled rewards averaged over its seeds (the std a user has
     before choosing lam, as notebook 05's lam* range uses GRPO's)."""
-    from frpo.recipes import sweep_lam
-
     ref = runs[runs["method"] == reference]["sampled_std"]
     if ref.empty:
         raise ValueError(f"targeted_rhos: no run of the reference method {reference!r}")
@@ -317,11 +306,6 @@ def paired_at_targets(measured: Mapping, targets: Mapping[str, float], reference
     at the same rho, paired on seeds (:func:`frpo.stats.paired_difference`). Columns ``method``,
     ``lam``, ``rho``, ``estimator``, ``frpo``, ``grpo`` (means over seeds), ``diff``, ``lo``,
     ``hi``, ``n``."""
-    import pandas as pd
-
-    from frpo.recipes import sweep_lam
-    from frpo.stats import paired_difference
-
     rows = []
     for method, rho in targets.items():
         if method == reference:
@@ -368,8 +352,6 @@ def study(
     (:func:`paired_at_targets`) and ``dual_primal_gap`` (the largest over the first seed of
     every method, :func:`dual_primal_gap` at ``rhos``).
     """
-    from frpo.recipes import method_key, stage1_spec
-
     main = method_key("frpo", lam_main)
     keys = [(m, s) for m in ("grpo", main) for s in seeds]
     keys += [(method_key("frpo", lam), s) for lam in lams if lam != lam_main for s in lam_seeds]
@@ -405,11 +387,6 @@ def study(
 def record_worst(run_dir, result: Mapping, lam_main: float) -> dict:
     """Record C10.worst: the sampled dual at FRPO(``lam_main``)'s targeted rho, FRPO minus GRPO
     paired over seeds; the exact bracket's gaps go in the detail. Returns the evidence row."""
-    import math
-
-    from frpo.claims import Evidence, record_evidence
-    from frpo.recipes import method_key
-
     paired = result["paired"]
     mine = paired[paired["method"] == method_key("frpo", lam_main)].set_index("estimator")
     if "sampled" not in mine.index:

@@ -24,6 +24,7 @@ from frpo.experiments import evidence
 from frpo.experiments.runs import quietly, runner
 from frpo.experiments.specs import Stage1Block
 from frpo.recipes import method_key, stage1_spec
+from frpo.stages.beta_search import record_path, search_beta
 from frpo.stats import paired_difference
 
 KL_REF = "frpo/final/kl_ref"
@@ -204,8 +205,6 @@ def search_betas(
 ) -> dict[str, float]:
     """The KL-matched beta of every method (:func:`frpo.stages.beta_search.search_beta`, one
     seed); the tries are recorded under ``runs/<profile>/beta_search/``."""
-    from frpo.stages.beta_search import search_beta
-
     found = {}
     for key in methods:
         spec = stage1_spec(key, seed, block.world, block.stage1, {key: start[0]})
@@ -221,8 +220,6 @@ def search_tries(
 ) -> pd.DataFrame:
     """Every recorded beta-search try of ``methods`` on this machine (empty when none):
     ``method``, ``try``, ``beta``, ``final KL``, ``target``."""
-    from frpo.stages.beta_search import record_path
-
     rows = []
     for key in methods:
         path = record_path(block.specs([key], [seed])[key, seed], profile)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from frpo import numerics
-from frpo.paths import LOGS
+from frpo.paths import LOGS, resolve
 from frpo.stages.quiet import library_output
 from frpo.stages.rundir import is_complete, run_path
 from frpo.stages.sweep import run_stage
@@ -91,8 +91,6 @@ def start(run_dir: str | Path, n_threads: int) -> Path:
     the pinned ones (:func:`frpo.numerics.unpinned_note`), and import the training libraries
     with their import-time warnings sent to ``<run_dir>/logs/imports.log``. Returns the path."""
     import torch
-
-    from frpo.paths import resolve
 
     path = resolve(run_dir)
     path.mkdir(parents=True, exist_ok=True)
