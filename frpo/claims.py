@@ -1,4 +1,5 @@
-"""The claims scoreboard: the paper's claims C1-C9, the evidence notebooks record, and the rules.
+"""The claims scoreboard: the paper's claims C1-C9 and this package's C10, the evidence notebooks
+record, and the verdicts (the rules themselves: :mod:`frpo.rules`).
 
 Each claim has one or more *parts*; a notebook that measures a part writes its evidence with
 :func:`record_evidence` into ``<run_dir>/claims_evidence.json``. Notebook 10 gathers the evidence of
@@ -30,9 +31,18 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from frpo.rules import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    REPRODUCED,
+    Above,
+    Below,
+    Between,
+    InTarget,
+    Rule,
+)
 from frpo.stats import detectable_effect
 
-REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 NOT_MEASURED = "not measured"
 VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
 EVIDENCE_FILE = "claims_evidence.json"
@@ -86,96 +96,6 @@ class Evidence:
     def t_df(self) -> float:
         """Degrees of freedom of the interval (``seeds - 1`` unless ``df`` says otherwise)."""
         return float(self.seeds - 1) if self.df is None else float(self.df)
-
-
-@dataclass(frozen=True)
-class Above:
-    """Holds when the quantity is above ``threshold``."""
-
-    threshold: float
-
-    def holds(self, x: float) -> bool:
-        return x > self.threshold
-
-    def on_interval(self, lo: float, hi: float) -> str:
-        """The verdict of an interval ``[lo, hi]``: all above, all at or below, or straddling."""
-        if lo > self.threshold:
-            return REPRODUCED
-        return CONTRADICTED if hi <= self.threshold else INCONCLUSIVE
-
-    def margin(self, x: float) -> float:
-        """Signed distance from the threshold, positive on the claim's side."""
-        return x - self.threshold
-
-    def thresholds(self) -> tuple[float, ...]:
-        return (self.threshold,)
-
-    def describe(self) -> str:
-        return f"> {self.threshold:g}"
-
-
-@dataclass(frozen=True)
-class Below:
-    """Holds when the quantity is below ``threshold``."""
-
-    threshold: float
-
-    def holds(self, x: float) -> bool:
-        return x < self.threshold
-
-    def on_interval(self, lo: float, hi: float) -> str:
-        if hi < self.threshold:
-            return REPRODUCED
-        return CONTRADICTED if lo >= self.threshold else INCONCLUSIVE
-
-    def margin(self, x: float) -> float:
-        return self.threshold - x
-
-    def thresholds(self) -> tuple[float, ...]:
-        return (self.threshold,)
-
-    def describe(self) -> str:
-        return f"< {self.threshold:g}"
-
-
-@dataclass(frozen=True)
-class Between:
-    """Holds when the quantity is strictly between ``lo`` and ``hi``."""
-
-    lo: float
-    hi: float
-
-    def holds(self, x: float) -> bool:
-        return self.lo < x < self.hi
-
-    def on_interval(self, lo: float, hi: float) -> str:
-        inside = self.lo < lo and hi < self.hi
-        outside = hi <= self.lo or lo >= self.hi
-        return REPRODUCED if inside else CONTRADICTED if outside else INCONCLUSIVE
-
-    def margin(self, x: float) -> float:
-        return min(x - self.lo, self.hi - x)
-
-    def thresholds(self) -> tuple[float, ...]:
-        return (self.lo, self.hi)
-
-    def describe(self) -> str:
-        return f"in ({self.lo:g}, {self.hi:g})"
-
-
-@dataclass(frozen=True)
-class InTarget:
-    """Holds when the value lies in the evidence's predicted ``target`` range (C4): reproduced
-    when the whole interval lies inside the range, contradicted when it lies wholly outside."""
-
-    def describe(self) -> str:
-        return "inside the predicted range"
-
-    def thresholds(self) -> tuple[float, ...]:
-        return ()
-
-
-Rule = Above | Below | Between | InTarget
 
 
 @dataclass(frozen=True)
