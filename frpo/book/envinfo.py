@@ -7,9 +7,9 @@ import os
 import platform
 import shutil
 import subprocess
-from importlib import metadata
 
 from frpo import numerics
+from frpo.versions import package_versions
 
 PACKAGES = (
     "frpo",
@@ -29,17 +29,6 @@ PACKAGES = (
     "vllm",
     "deepspeed",
 )
-
-
-def package_versions(names=PACKAGES) -> dict[str, str]:
-    """Installed version of each package, ``"not installed"`` when absent."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def _cpu_model() -> str:
@@ -85,6 +74,6 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "gpus": _gpus(),
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),
         "numerics": numerics.state(),
     }

@@ -35,7 +35,6 @@ import ast
 import functools
 import hashlib
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from frpo.paths import resolve
 from frpo.stages.sources import open_source
 from frpo.stages.spec import STAGES, run_name, spec_hash, stage_of, upstream_of
 from frpo.toyworld import ToyWorld, WorldConfig
+from frpo.versions import package_versions
 
 IDENTITY = "identity.json"
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
@@ -161,16 +161,6 @@ def code_files(spec, root: Path | None = None) -> dict[str, str]:
     return {p.relative_to(root.parent).as_posix(): file_sha256(p) for p in sorted(files)}
 
 
-def package_versions(names=PACKAGES) -> dict[str, str]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 # ----------------------------------------------------------------------------- inputs
 
 
@@ -237,7 +227,7 @@ def run_identity(spec, backend=None) -> dict[str, Any]:
     out = {
         "spec": spec_hash(spec),
         "code": {"digest": listing_digest(code), "files": code},
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),
         "inputs": inputs,
     }
     out["digest"] = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
